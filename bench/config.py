@@ -1,0 +1,196 @@
+"""Frozen run configuration: what to train, how, and at which clip sizes to measure cost.
+
+Profiles (``smoke`` / ``quick`` / ``full``) are named sets of defaults; a user's flag overrides one field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from fusion_models.clip import ClipSpec
+
+MEASUREMENTS = ("accuracy", "params", "flops", "latency", "memory")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training recipe shared by every model (the fairness contract of the ablation)."""
+
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3            # AdamW; high enough that 4 epochs converge on the synthetic set
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"    # per-step cosine decay to 0: no knob to tune per model
+    grad_clip: float = 5.0      # guards the recurrent models' early steps; applied to every model alike
+    num_workers: int = 0        # synthetic clips are generated in-process; workers only add IPC on 2 cores
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Where FLOPs / params / latency / memory are measured (the *deployment* clip).
+
+    At the 32x32 training clip every model is dominated by framework overhead; the deployment clip
+    (16 frames at 112x112 on resnet18, the common video-benchmark input) is where costs separate.
+    """
+
+    clip: ClipSpec = ClipSpec(frames=16, height=112, width=112)
+    backbone: str = "resnet18"
+    latency_batches: tuple[int, ...] = (1,)        # batch 1 = latency; larger = throughput
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """How hard to measure latency (budget per model and batch)."""
+
+    latency_batches: tuple[int, ...] = (1, 32)     # at the training clip
+    min_samples: int = 20
+    max_time_s: float = 2.0
+    warmup_s: float = 0.3
+    memory_train_step: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run does; hashed into the records so resumes and reports can group points."""
+
+    models: tuple[str, ...]
+    dataset: Any                                   # bench.data.DatasetSpec
+    clip: ClipSpec = ClipSpec()
+    backbone: str = "small_cnn"
+    width: int = 16
+    train: TrainSpec = TrainSpec()
+    cost: CostSpec = CostSpec()
+    measure: MeasureSpec = MeasureSpec()
+    measurements: tuple[str, ...] = MEASUREMENTS
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    threads: int | None = None
+    profile: str = "quick"
+    point: tuple[tuple[str, Any], ...] = ()        # ablation knobs of this grid point, e.g. (("frames", 4),)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.measurements if m not in MEASUREMENTS]
+        if bad:
+            raise ValueError(f"unknown measurement(s) {', '.join(bad)}; choose from {', '.join(MEASUREMENTS)}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+        if not self.models:
+            raise ValueError("no models selected")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe nested dict of the whole spec."""
+        return _jsonable(asdict(self))
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes a result except models and seeds (groups ablation points)."""
+        d = self.to_dict()
+        for k in ("models", "seeds", "measurements", "profile"):
+            d.pop(k, None)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Named defaults: dataset sizes, recipe, measurement budget."""
+
+    name: str
+    train_size: int
+    val_size: int
+    train: TrainSpec
+    measure: MeasureSpec
+    cost: CostSpec
+    clip: ClipSpec = ClipSpec()
+
+
+PROFILES: dict[str, Profile] = {
+    # Seconds per model: for tests and for checking that a pipeline works end to end.
+    "smoke": Profile(
+        name="smoke",
+        train_size=96,
+        val_size=64,
+        clip=ClipSpec(frames=4, height=32, width=32),
+        train=TrainSpec(epochs=1, batch_size=32),
+        measure=MeasureSpec(latency_batches=(1,), min_samples=5, max_time_s=0.2, warmup_s=0.05, memory_train_step=False),
+        cost=CostSpec(clip=ClipSpec(frames=4, height=32, width=32), backbone="small_cnn", latency_batches=(1,)),
+    ),
+    # The default: every model in a few minutes on a 2-core CPU.
+    "quick": Profile(
+        name="quick",
+        train_size=2400,
+        val_size=800,
+        train=TrainSpec(epochs=4, batch_size=32),
+        measure=MeasureSpec(latency_batches=(1, 32), min_samples=20, max_time_s=1.5, warmup_s=0.2),
+        cost=CostSpec(),
+    ),
+    # Paper numbers: more data, epochs and seeds, longer latency sampling.
+    "full": Profile(
+        name="full",
+        train_size=8000,
+        val_size=2000,
+        train=TrainSpec(epochs=12, batch_size=32),
+        measure=MeasureSpec(latency_batches=(1, 8, 32), min_samples=50, max_time_s=5.0, warmup_s=1.0),
+        cost=CostSpec(latency_batches=(1, 8)),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; unknown names raise ``ValueError`` listing the choices."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"112"`` or ``"112x96"`` (H x W) -> ``(H, W)``; anything else raises ``ValueError``."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"size must look like 112 or 112x112 (HxW), got {text!r}") from None
+    if len(nums) == 1:
+        nums = nums * 2
+    if len(nums) != 2 or min(nums) < 1:
+        raise ValueError(f"size must look like 112 or 112x112 (HxW) with positive numbers, got {text!r}")
+    return nums[0], nums[1]
+
+
+def parse_int_list(text: str, *, what: str, minimum: int = 0) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; empty or malformed raises ``ValueError``."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{what} must be a comma-separated list of integers, got {text!r}")
+    try:
+        vals = tuple(int(t) for t in items)
+    except ValueError:
+        raise ValueError(f"{what} must be a comma-separated list of integers, got {text!r}") from None
+    if min(vals) < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {text!r}")
+    return vals
+
+
+__all__ = [
+    "ClipSpec", "TrainSpec", "CostSpec", "MeasureSpec", "RunSpec", "Profile", "PROFILES", "MEASUREMENTS",
+    "get_profile", "parse_size", "parse_int_list", "field", "fields", "replace",
+]
