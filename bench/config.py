@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from fusion_models.clip import ClipSpec
@@ -192,5 +192,31 @@ def parse_int_list(text: str, *, what: str, minimum: int = 0) -> tuple[int, ...]
 
 __all__ = [
     "ClipSpec", "TrainSpec", "CostSpec", "MeasureSpec", "RunSpec", "Profile", "PROFILES", "MEASUREMENTS",
-    "get_profile", "parse_size", "parse_int_list", "field", "fields", "replace",
+    "get_profile", "parse_size", "parse_int_list", "run_spec_from_dict", "replace",
 ]
+
+
+def run_spec_from_dict(d: dict[str, Any]) -> RunSpec:
+    """Rebuild a ``RunSpec`` from ``RunSpec.to_dict()`` output (run.json), e.g. to resume a run."""
+    from .data import DatasetSpec
+
+    ds = dict(d["dataset"])
+    ds["speed"] = tuple(ds.get("speed", (1, 3)))
+    cost = dict(d["cost"])
+    return RunSpec(
+        models=tuple(d["models"]),
+        dataset=DatasetSpec(**ds),
+        clip=ClipSpec(**d["clip"]),
+        backbone=d["backbone"],
+        width=d["width"],
+        train=TrainSpec(**d["train"]),
+        cost=CostSpec(clip=ClipSpec(**cost["clip"]), backbone=cost["backbone"],
+                      latency_batches=tuple(cost["latency_batches"]), enabled=cost["enabled"]),
+        measure=MeasureSpec(**{**d["measure"], "latency_batches": tuple(d["measure"]["latency_batches"])}),
+        measurements=tuple(d["measurements"]),
+        seeds=tuple(d["seeds"]),
+        device=d["device"],
+        threads=d.get("threads"),
+        profile=d.get("profile", "quick"),
+        point=tuple((k, v) for k, v in d.get("point", [])),
+    )

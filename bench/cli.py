@@ -1,0 +1,284 @@
+"""The ``bench`` command: each subcommand parses, calls the library, renders. Nothing else."""
+from __future__ import annotations
+
+import shlex
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+from .console import RunProgress, err_console, fail, out_console, summary_table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="fusionbench: every way of fusing time in a video classifier, measured side by side.")
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        fail(str(msg))
+
+
+def _command_line() -> str:
+    return "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# --------------------------------------------------------------------------------------------- list
+@app.command("list")
+def list_cmd(
+    pattern: Optional[str] = typer.Argument(None, help="wildcard(s), e.g. 'pool_*' or 'lstm,conv_lstm'"),
+    macs: bool = typer.Option(True, "--macs/--no-macs", help="count GMACs at the default clip (fvcore)"),
+) -> None:
+    """Registered models: family, where time is fused, order-aware, needs flow, params/GMACs at the default clip."""
+    from .catalog import model_table
+
+    with user_errors():
+        rows = model_table(pattern, with_macs=macs)
+    from rich.table import Table
+
+    t = Table(title="models at the default clip (T=8, 32x32, small_cnn, K=16)")
+    for col in rows[0].keys():
+        t.add_column(col, justify="right" if col in ("params", "first conv params", "GMACs") else "left")
+    for r in rows:
+        t.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else
+                    (f"{v:.4f}" if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v)))
+                    for v in r.values()])
+    out_console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------- run
+def _run_options(**kw):
+    from .plan import RunOptions
+
+    return RunOptions(**kw)
+
+
+@app.command("run")
+def run_cmd(
+    models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
+    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
+    root: Optional[str] = typer.Option(None, help="dataset root for real videos (folder, CSV manifest, UCF/HMDB root)"),
+    frames: Optional[int] = typer.Option(None, help="frames T of the training clip"),
+    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32"),
+    batch_size: Optional[int] = typer.Option(None, help="training batch size"),
+    epochs: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
+    profile: str = typer.Option("quick", help="smoke | quick | full"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
+    backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
+    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, e.g. T16x112x112, or 'off'"),
+    cost_backbone: Optional[str] = typer.Option(None, help="backbone at the deployment clip (default resnet18)"),
+    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
+    noise: Optional[float] = typer.Option(None, help="synthetic: additive noise sigma"),
+    camera: Optional[int] = typer.Option(None, help="synthetic: camera pan px/frame"),
+    train_size: Optional[int] = typer.Option(None, help="synthetic: training clips"),
+    val_size: Optional[int] = typer.Option(None, help="synthetic: validation clips"),
+    decoder: Optional[str] = typer.Option(None, help="real video: auto | pyav | torchcodec"),
+    out: Path = typer.Option(Path("results"), help="results root"),
+    resume: Optional[str] = typer.Option(None, help="resume RUN_ID: measure only what it lacks"),
+) -> None:
+    """Train and measure the selected models on identical clips; records land in results/<run-id>/."""
+    from .config import parse_int_list
+    from .plan import build_run_spec
+    from .runner import resolve_device
+
+    if resume:
+        return _resume(resume, out)
+    with user_errors():
+        dev = resolve_device(device)
+        if device == "auto":
+            err_console.print(f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)"))
+        opts = _run_options(
+            models=models, dataset=dataset, root=root, frames=frames, size=size, batch_size=batch_size,
+            epochs=epochs, lr=lr, seeds=parse_int_list(seeds, what="--seeds"), profile=profile, device=device,
+            measure=measure, backbone=backbone, cost_clip=cost_clip, cost_backbone=cost_backbone, threads=threads,
+            noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
+        )
+        spec = build_run_spec(opts, resolved_device=dev)
+    _execute([spec], out, run_id=None)
+
+
+@app.command("ablate")
+def ablate_cmd(
+    vary: List[str] = typer.Option(..., "--vary", help="KNOB=V1,V2,... (repeatable): frames, size, noise, camera, "
+                                                         "distractors, texture, batch, epochs, backbone"),
+    models: str = typer.Option("all", "--models", "-m"),
+    dataset: str = typer.Option("synthetic"),
+    root: Optional[str] = typer.Option(None),
+    seeds: str = typer.Option("0"),
+    profile: str = typer.Option("quick"),
+    device: str = typer.Option("auto"),
+    measure: Optional[str] = typer.Option(None),
+    epochs: Optional[int] = typer.Option(None),
+    cost_clip: Optional[str] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(Path("results")),
+) -> None:
+    """A grid over knobs; every point is an ordinary run point in one run directory."""
+    from .config import parse_int_list
+    from .plan import ablation_points, build_run_spec, parse_vary
+    from .runner import resolve_device
+
+    with user_errors():
+        grid = parse_vary(vary)
+        dev = resolve_device(device)
+        opts = _run_options(models=models, dataset=dataset, root=root, seeds=parse_int_list(seeds, what="--seeds"),
+                            profile=profile, device=device, measure=measure, epochs=epochs, cost_clip=cost_clip,
+                            threads=threads)
+        points = ablation_points(build_run_spec(opts, resolved_device=dev), grid)
+    _execute(points, out, run_id=None, prefix="ablate")
+
+
+def _resume(run: str, out: Path) -> None:
+    from .config import run_spec_from_dict
+    from .results import RunStore
+
+    with user_errors():
+        store = RunStore.open(out, run)
+        meta = store.read_meta()
+        if not meta.get("points"):
+            raise ValueError(f"run {run} has no run.json with its points; it cannot be resumed")
+        points = [run_spec_from_dict(p) for p in meta["points"]]
+    err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
+    _execute(points, out, run_id=store.run_id, store=store)
+
+
+def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None) -> None:
+    from .results import RunStore, new_run_id
+    from .runner import Runner, finish_run, start_run
+
+    if store is None:
+        store = RunStore.create(out, run_id or new_run_id(prefix))
+        start_run(store, points, command=_command_line(), device=points[0].device)
+    else:
+        store.update_meta(status="running", resumed_command=_command_line())
+    total = sum(len(p.models) * len(p.seeds) for p in points)
+    err_console.print(f"run {store.run_id}: {len(points)} point(s), {total} model run(s) -> {store.path}")
+    runner = Runner(store, progress=None)
+    try:
+        with RunProgress(total) as prog:
+            runner.emit = prog
+            summary = runner.run(points)
+    except KeyboardInterrupt:
+        finish_run(store, runner.summary, "interrupted")
+        err_console.print(
+            f"\n[yellow]interrupted[/yellow]: {sum(runner.summary.counts.values())} record(s) kept in {store.path}\n"
+            f"resume with: bench run --resume {store.run_id} --out {out}"
+        )
+        raise typer.Exit(130)
+    except USER_ERRORS as exc:
+        finish_run(store, runner.summary, "failed")
+        fail(f"{exc} (records so far kept in {store.path})")
+    finish_run(store, summary, "complete")
+    out_console.print(summary_table(store.records(), title=f"run {store.run_id}"))
+    bad = {k: v for k, v in summary.counts.items() if k != "ok"}
+    out_console.print(
+        f"{sum(summary.counts.values())} record(s) in {summary.wall_time_s:.0f} s"
+        + (f" ({', '.join(f'{v} {k}' for k, v in bad.items())})" if bad else "")
+        + (f", {summary.skipped} already recorded" if summary.skipped else "")
+        + f"\nresults: {store.path}\nreport:  bench report {store.run_id}"
+        + (f" --results {out}" if str(out) != "results" else "")
+    )
+
+
+# ------------------------------------------------------------------------------------------- report
+@app.command("report")
+def report_cmd(
+    runs: List[str] = typer.Argument(..., help="run id(s), paths, or 'latest'"),
+    format: str = typer.Option("md,html", "--format", help="md, html or both"),
+    results: Path = typer.Option(Path("results"), help="results root"),
+    out: Path = typer.Option(Path("reports"), help="reports root"),
+) -> None:
+    """Markdown + self-contained HTML report (tables, figures) in reports/<run-id>/."""
+    from .report import build_report
+
+    with user_errors():
+        formats = tuple(f.strip() for f in format.split(",") if f.strip())
+        bad = [f for f in formats if f not in ("md", "html")]
+        if bad or not formats:
+            raise ValueError(f"--format takes md, html or md,html; got {format!r}")
+        res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats)
+    out_console.print(f"report: {res.out_dir}")
+    for p in getattr(res, "files", []) or []:
+        out_console.print(f"  {p}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: str = typer.Argument(..., help="run id, path or 'latest'"),
+    run_b: Optional[str] = typer.Argument(None, help="second run (e.g. GPU vs CPU, after vs before)"),
+    metric: str = typer.Option("latency_ms_p50", help="column to compare"),
+    baseline: str = typer.Option("single_frame", help="baseline model (one-run comparison)"),
+    results: Path = typer.Option(Path("results"), help="results root"),
+    out: Optional[Path] = typer.Option(None, help="where to write the table and figure (default: reports/compare-...)"),
+) -> None:
+    """Latency (or any metric) of strategies relative to a baseline, or of two runs, with Mann-Whitney U tests."""
+    from .report import compare_runs
+
+    with user_errors():
+        res = compare_runs(run_a, run_b, metric=metric, baseline=baseline, results_root=str(results),
+                           out_dir=str(out) if out else None)
+    from rich.table import Table
+
+    df = res.table
+    t = Table(title=f"{metric}: " + (f"{run_b} vs {run_a}" if run_b else f"relative to {baseline}"))
+    for c in df.columns:
+        t.add_column(str(c))
+    for _, row in df.iterrows():
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()])
+    out_console.print(t)
+    if getattr(res, "figure", None):
+        out_console.print(f"figure: {res.figure}")
+
+
+# ---------------------------------------------------------------------------------------------- env
+@app.command("env")
+def env_cmd(device: str = typer.Option("auto")) -> None:
+    """What the suite will run on: device, threads, versions, git commit."""
+    from .results import environment
+    from .runner import resolve_device
+
+    with user_errors():
+        dev = resolve_device(device)
+    from rich.table import Table
+
+    t = Table(title="environment", show_header=False)
+    for k, v in environment(dev).items():
+        t.add_row(k, str(v))
+    out_console.print(t)
+
+
+def _mount_subapps() -> None:
+    try:
+        from .cli_data import app as data_app
+
+        app.add_typer(data_app, name="data", help="synthetic clips as real videos, dataset previews")
+    except ImportError:  # pragma: no cover - data sub-app is part of the package; guard for partial installs
+        pass
+    try:
+        from .cli_flow import app as flow_app
+
+        app.add_typer(flow_app, name="flow", help="optical-flow throughput and robustness tables")
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_mount_subapps()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

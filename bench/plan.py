@@ -1,0 +1,239 @@
+"""From user options to run points: profile defaults + overrides -> ``RunSpec``; ablation grids.
+
+Each ablation knob maps a value onto a base ``RunSpec``; every grid point is an ordinary run point,
+so reports and resumes treat sweeps and single runs alike.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+from fusion_models import list_models
+from fusion_models.backbone import BACKBONES
+
+from .config import MEASUREMENTS, CostSpec, MeasureSpec, RunSpec, get_profile, parse_size
+from .data import DatasetSpec
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a user may set on ``bench run``; ``None`` means "the profile's default"."""
+
+    models: str = "all"
+    dataset: str = "synthetic"
+    root: str | None = None
+    frames: int | None = None
+    size: str | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    seeds: Sequence[int] = (0,)
+    profile: str = "quick"
+    device: str = "auto"
+    measure: str | None = None
+    backbone: str | None = None
+    cost_clip: str | None = None          # "T16x112x112" or "off"
+    cost_backbone: str | None = None
+    threads: int | None = None
+    noise: float | None = None
+    camera: int | None = None
+    train_size: int | None = None
+    val_size: int | None = None
+    decoder: str | None = None
+
+
+def parse_clip(text: str) -> tuple[int, int, int]:
+    """``"T16x112x112"`` / ``"16x112x112"`` / ``"16x112"`` -> ``(T, H, W)``."""
+    t = text.strip().lower().lstrip("t")
+    parts = t.split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"clip must look like T16x112x112 (frames x H x W), got {text!r}") from None
+    if len(nums) == 2:
+        nums.append(nums[1])
+    if len(nums) != 3 or min(nums) < 1:
+        raise ValueError(f"clip must look like T16x112x112 (frames x H x W) with positive numbers, got {text!r}")
+    return nums[0], nums[1], nums[2]
+
+
+def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
+    """Profile defaults with ``opts`` applied; every bad value raises ``ValueError`` with one clear line."""
+    prof = get_profile(opts.profile)
+    models = tuple(list_models(opts.models))
+    clip = prof.clip
+    if opts.frames is not None:
+        if opts.frames < 1:
+            raise ValueError(f"--frames must be >= 1, got {opts.frames}")
+        clip = clip.with_(frames=opts.frames)
+    if opts.size is not None:
+        h, w = parse_size(opts.size)
+        clip = clip.with_(height=h, width=w)
+    train = prof.train
+    if opts.batch_size is not None:
+        train = replace(train, batch_size=opts.batch_size)
+    if opts.epochs is not None:
+        train = replace(train, epochs=opts.epochs)
+    if opts.lr is not None:
+        train = replace(train, lr=opts.lr)
+    backbone = opts.backbone or "small_cnn"
+    for b in (backbone, opts.cost_backbone):
+        if b is not None and b not in BACKBONES:
+            raise ValueError(f"unknown backbone {b!r}; choose from {', '.join(BACKBONES)}")
+    cost = prof.cost
+    if opts.cost_clip is not None:
+        if opts.cost_clip.lower() in ("off", "none", "0"):
+            cost = replace(cost, enabled=False)
+        else:
+            t, h, w = parse_clip(opts.cost_clip)
+            cost = replace(cost, clip=cost.clip.with_(frames=t, height=h, width=w))
+    if opts.cost_backbone is not None:
+        cost = replace(cost, backbone=opts.cost_backbone)
+    measurements = MEASUREMENTS
+    if opts.measure:
+        measurements = tuple(m.strip() for m in opts.measure.split(",") if m.strip())
+        bad = [m for m in measurements if m not in MEASUREMENTS]
+        if bad or not measurements:
+            raise ValueError(f"unknown measurement {', '.join(bad) or opts.measure!r}; choose from {', '.join(MEASUREMENTS)}")
+    ds_kwargs: dict[str, Any] = {"name": opts.dataset, "root": opts.root,
+                                 "train_size": prof.train_size, "val_size": prof.val_size}
+    for k in ("noise", "camera", "train_size", "val_size", "decoder"):
+        v = getattr(opts, k)
+        if v is not None:
+            ds_kwargs[k] = v
+    if opts.root is not None:
+        import os
+
+        if not os.path.exists(opts.root):
+            raise ValueError(f"dataset root {opts.root} does not exist")
+    dataset = DatasetSpec(**ds_kwargs)
+    if not opts.seeds:
+        raise ValueError("--seeds needs at least one integer, e.g. --seeds 0,1,2")
+    if opts.threads is not None and opts.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {opts.threads}")
+    return RunSpec(
+        models=models, dataset=dataset, clip=clip, backbone=backbone, train=train, cost=cost,
+        measure=prof.measure, measurements=measurements, seeds=tuple(opts.seeds), device=resolved_device,
+        threads=opts.threads, profile=prof.name,
+    )
+
+
+# ------------------------------------------------------------------------------------------ ablation
+def _frames(spec: RunSpec, v: str) -> RunSpec:
+    t = _pos_int(v, "frames")
+    return replace(spec, clip=spec.clip.with_(frames=t), cost=replace(spec.cost, clip=spec.cost.clip.with_(frames=t)))
+
+
+def _size(spec: RunSpec, v: str) -> RunSpec:
+    h, w = parse_size(v)
+    return replace(spec, clip=spec.clip.with_(height=h, width=w))
+
+
+def _dataset(field: str, cast: Callable[[str], Any]) -> Callable[[RunSpec, str], RunSpec]:
+    def apply(spec: RunSpec, v: str) -> RunSpec:
+        return replace(spec, dataset=replace(spec.dataset, **{field: cast(v)}))
+
+    return apply
+
+
+def _batch(spec: RunSpec, v: str) -> RunSpec:
+    b = _pos_int(v, "batch")
+    # Batch size is an inference knob here: accuracy and counts do not depend on it, so only
+    # latency and memory are measured at each point (training keeps its batch).
+    keep = tuple(m for m in spec.measurements if m in ("latency", "memory")) or ("latency",)
+    return replace(spec, measure=replace(spec.measure, latency_batches=(b,)),
+                   cost=replace(spec.cost, latency_batches=(b,)), measurements=keep)
+
+
+def _epochs(spec: RunSpec, v: str) -> RunSpec:
+    return replace(spec, train=replace(spec.train, epochs=_pos_int(v, "epochs", minimum=0)))
+
+
+def _backbone(spec: RunSpec, v: str) -> RunSpec:
+    if v not in BACKBONES:
+        raise ValueError(f"unknown backbone {v!r}; choose from {', '.join(BACKBONES)}")
+    return replace(spec, backbone=v)
+
+
+def _pos_int(v: str, name: str, minimum: int = 1) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"{name} values must be integers, got {v!r}") from None
+    if n < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    return n
+
+
+def _nonneg_float(name: str) -> Callable[[str], float]:
+    def cast(v: str) -> float:
+        try:
+            x = float(v)
+        except ValueError:
+            raise ValueError(f"{name} values must be numbers, got {v!r}") from None
+        if x < 0:
+            raise ValueError(f"{name} must be >= 0, got {x}")
+        return x
+
+    return cast
+
+
+KNOBS: dict[str, tuple[Callable[[RunSpec, str], RunSpec], str]] = {
+    "frames": (_frames, "clip length T (training and deployment clips)"),
+    "size": (_size, "training clip size HxW"),
+    "noise": (_dataset("noise", _nonneg_float("noise")), "additive Gaussian noise sigma (synthetic)"),
+    "camera": (_dataset("camera", lambda v: _pos_int(v, "camera", 0)), "camera pan px/frame (synthetic; 0 = off)"),
+    "distractors": (_dataset("distractors", lambda v: _pos_int(v, "distractors", 0)), "distractor sprites (synthetic)"),
+    "texture": (_dataset("texture", _nonneg_float("texture")), "background texture strength (synthetic)"),
+    "batch": (_batch, "inference batch for latency/memory"),
+    "epochs": (_epochs, "training epochs"),
+    "backbone": (_backbone, "shared 2D backbone"),
+}
+
+
+def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``["frames=2,4,8", "noise=0,0.1"]`` -> ``[("frames", ["2","4","8"]), ("noise", ["0","0.1"])]``."""
+    if not items:
+        raise ValueError("give at least one --vary KNOB=V1,V2 (knobs: " + ", ".join(KNOBS) + ")")
+    out: list[tuple[str, list[str]]] = []
+    for item in items:
+        knob, sep, values = item.partition("=")
+        knob = knob.strip()
+        if not sep:
+            raise ValueError(f"--vary takes KNOB=V1,V2,..., got {item!r}")
+        if knob not in KNOBS:
+            import difflib
+
+            close = difflib.get_close_matches(knob, KNOBS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"unknown knob {knob!r}{hint} (knobs: {', '.join(KNOBS)})")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not vals:
+            raise ValueError(f"--vary {knob}= needs at least one value")
+        if any(k == knob for k, _ in out):
+            raise ValueError(f"knob {knob!r} given twice")
+        out.append((knob, vals))
+    return out
+
+
+def ablation_points(base: RunSpec, vary: list[tuple[str, list[str]]]) -> list[RunSpec]:
+    """The full grid: one ``RunSpec`` per combination, each carrying its knob values in ``point``."""
+    points = []
+    for combo in itertools.product(*[vals for _, vals in vary]):
+        spec = base
+        point = []
+        for (knob, _), v in zip(vary, combo):
+            spec = KNOBS[knob][0](spec, v)
+            point.append((knob, _typed(v)))
+        points.append(replace(spec, point=tuple(point)))
+    return points
+
+
+def _typed(v: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v

@@ -1,0 +1,327 @@
+"""Run spec -> records: one model at a time, every failure a record, resumable.
+
+    for seed: for model:
+        accuracy (train clip)  -> params, flops, latency, memory (train clip)
+        params, flops, latency, memory (deployment/cost clip)
+
+Each measurement is appended to the store as soon as it exists; a key already recorded (with any status
+but ``error``) is skipped, which is what makes ``--resume`` work. The runner never prints: it reports
+through ``progress(event, info)``.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from fusion_models import build_model, model_info
+from fusion_models.clip import ClipSpec
+
+from .config import RunSpec
+from .results import PROVENANCE_KEYS, RunStore, environment, now_iso
+
+Progress = Callable[[str, dict], None]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts per status, wall time, the store it wrote to."""
+
+    run_id: str
+    path: str
+    wall_time_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; a CUDA request without a GPU raises ``ValueError``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+    return device
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    if type(exc).__name__ in ("MeasureOOM",):
+        return True
+    return "out of memory" in str(exc).lower()
+
+
+def _error_message(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"[:2000]
+
+
+class Runner:
+    """Executes one or more ``RunSpec`` points into one ``RunStore``."""
+
+    def __init__(self, store: RunStore, *, progress: Progress | None = None) -> None:
+        self.store = store
+        self.emit = progress or (lambda event, info: None)
+        self.done = store.done_keys()
+        self.summary = RunSummary(run_id=store.run_id, path=str(store.path), wall_time_s=0.0)
+        self._env: dict[str, Any] | None = None
+        self._peak: float | None = None
+        self._flops: dict[tuple, float] = {
+            (r.get("point_id"), r.get("model"), r.get("scale")): r["gmacs"]
+            for r in store.records()
+            if r.get("measurement") == "flops" and r.get("status") == "ok" and r.get("gmacs") is not None
+        }
+
+    # ------------------------------------------------------------------------------------------ api
+    def run(self, points: list[RunSpec]) -> RunSummary:
+        """Measure every point; returns the summary (also on KeyboardInterrupt, after re-raising)."""
+        t0 = time.perf_counter()
+        try:
+            for i, spec in enumerate(points):
+                self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
+                self._run_point(spec)
+        finally:
+            self.summary.wall_time_s = time.perf_counter() - t0
+        return self.summary
+
+    # ------------------------------------------------------------------------------------ internals
+    def _environment(self, device: str) -> dict[str, Any]:
+        if self._env is None or self._env.get("device") != device:
+            self._env = environment(device)
+        return self._env
+
+    def _matmul_peak(self, device: str) -> float | None:
+        if self._peak is None:
+            from .measure import measure_matmul_peak
+
+            try:
+                self._peak = float(measure_matmul_peak(device=device))
+            except Exception:  # noqa: BLE001 - the peak is context, never a reason to fail a run
+                self._peak = float("nan")
+            self.store.update_meta(matmul_peak_gflops_s=self._peak)
+        return self._peak
+
+    def _run_point(self, spec: RunSpec) -> None:
+        from .data import build_dataset, ceiling_for, make_loader
+
+        device = resolve_device(spec.device)
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        env = self._environment(device)
+        point_id = spec.config_hash()
+        val_ds = build_dataset(spec.dataset, spec.clip, split="val", seed=0)
+        num_classes = val_ds.num_classes
+        base_cfg = {
+            "point_id": point_id,
+            "point": json.dumps(dict(spec.point), sort_keys=True),
+            "dataset": spec.dataset.name,
+            "num_classes": num_classes,
+            "noise": getattr(spec.dataset, "noise", None),
+            "camera": getattr(spec.dataset, "camera", None),
+            "profile": spec.profile,
+            "config": json.dumps(spec.to_dict(), sort_keys=True),
+            **{k: env.get(k) for k in PROVENANCE_KEYS},
+        }
+        for knob, value in spec.point:
+            base_cfg.setdefault(knob, value)
+        for seed in spec.seeds:
+            for name in spec.models:
+                info = model_info(name)
+                meta = {
+                    "model": name, "family": info.family, "fusion_point": info.fusion_point,
+                    "order_aware": info.order_aware, "needs_flow": info.needs_flow, "seed": seed, **base_cfg,
+                }
+                self.emit("model_start", {"model": name, "seed": seed, "point_id": point_id})
+                model = None
+                if "accuracy" in spec.measurements:
+                    model = self._accuracy(spec, name, meta, num_classes, val_ds, device, seed,
+                                           ceiling_for(spec.dataset.name, info.family))
+                train_clip_meta = {**meta, "frames": spec.clip.frames, "height": spec.clip.height,
+                                   "width": spec.clip.width, "backbone": spec.backbone}
+                self._costs(spec, name, train_clip_meta, "train", spec.clip, spec.backbone, num_classes, device,
+                            seed, model, spec.measure.latency_batches)
+                if spec.cost.enabled:
+                    c = spec.cost.clip
+                    cost_meta = {**meta, "frames": c.frames, "height": c.height, "width": c.width,
+                                 "backbone": spec.cost.backbone}
+                    self._costs(spec, name, cost_meta, "cost", c, spec.cost.backbone, num_classes, device, seed,
+                                None, spec.cost.latency_batches)
+                self.emit("model_end", {"model": name, "seed": seed})
+
+    def _record(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        rec = self.store.append({"key": key, **record})
+        self.done.add(key) if rec["status"] != "error" else None
+        self.summary.counts[rec["status"]] = self.summary.counts.get(rec["status"], 0) + 1
+        self.summary.records.append(rec)
+        if rec.get("measurement") == "flops" and rec["status"] == "ok":
+            self._flops[(rec.get("point_id"), rec.get("model"), rec.get("scale"))] = rec.get("gmacs")
+        self.emit("record", rec)
+        return rec
+
+    def _attempt(self, key: str, base: dict[str, Any], fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """Run one measurement; its result or its failure becomes a record. Skips keys already done."""
+        if key in self.done:
+            self.summary.skipped += 1
+            self.emit("skip", {"key": key})
+            return None
+        self.emit("measure_start", {"key": key, "measurement": base.get("measurement"), "model": base.get("model"),
+                                    "scale": base.get("scale")})
+        try:
+            values = fn()
+            status = values.pop("status", "ok")
+            return self._record(key, {**base, "status": status, "error": values.pop("error", None), **values})
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one broken model never kills a sweep
+            status = "oom" if _is_oom(exc) else "error"
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return self._record(key, {**base, "status": status, "error": _error_message(exc)})
+
+    def _build(self, name: str, clip: ClipSpec, backbone: str, spec: RunSpec, num_classes: int, seed: int):
+        torch.manual_seed(seed)  # identical init stream for every model and rerun
+        return build_model(name, clip=clip, num_classes=num_classes, backbone=backbone, width=spec.width)
+
+    def _accuracy(self, spec, name, meta, num_classes, val_ds, device, seed, ceiling) -> torch.nn.Module | None:
+        from .data import make_loader
+        from .train import train_and_evaluate
+
+        key = f"{meta['point_id']}|{name}|{seed}|accuracy|train|{spec.train.batch_size}"
+        holder: dict[str, Any] = {}
+
+        def fn() -> dict[str, Any]:
+            model = self._build(name, spec.clip, spec.backbone, spec, num_classes, seed)
+            train_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed,
+                                       batch_size=spec.train.batch_size, num_workers=spec.train.num_workers)
+            val_loader = make_loader(spec.dataset, spec.clip, split="val", seed=seed,
+                                     batch_size=max(spec.train.batch_size, 64), shuffle=False,
+                                     num_workers=spec.train.num_workers)
+            res = train_and_evaluate(
+                model, train_loader, val_loader, spec=spec.train, seed=seed, device=device,
+                class_names=getattr(val_ds, "class_names", None),
+                class_attributes=getattr(val_ds, "class_attributes", None),
+                progress=lambda ev, info: self.emit(f"train_{ev}", {"model": name, **info}),
+            )
+            holder["model"] = model
+            out: dict[str, Any] = {
+                "status": res.status, "error": res.error, "epochs": spec.train.epochs, "epochs_run": res.epochs_run,
+                "train_time_s": res.train_time_s, "final_train_loss": res.final_train_loss,
+                "history": res.history, "lr": spec.train.lr,
+                "train_size": getattr(spec.dataset, "train_size", None),
+                "skipped_videos": len(getattr(val_ds, "skipped", []) or []),
+            }
+            for k, v in (ceiling or {}).items():
+                out[f"ceiling_{k}"] = v
+            if res.eval is not None:
+                out.update({
+                    "acc_top1": res.eval.acc_top1, "val_loss": res.eval.val_loss, "val_n": res.eval.n,
+                    "per_class_acc": res.eval.per_class_acc, "video_acc_top1": res.eval.video_acc_top1,
+                    **{f"acc_{k}": v for k, v in res.eval.attribute_acc.items()},
+                })
+            return out
+
+        base = {**meta, "measurement": "accuracy", "scale": "train", "frames": spec.clip.frames,
+                "height": spec.clip.height, "width": spec.clip.width, "backbone": spec.backbone,
+                "batch_size": spec.train.batch_size}
+        self._attempt(key, base, fn)
+        return holder.get("model")
+
+    def _costs(self, spec, name, meta, scale, clip, backbone, num_classes, device, seed, model, batches) -> None:
+        from .measure import count_flops, count_params, measure_latency, measure_memory
+
+        wanted = [m for m in ("params", "flops", "latency", "memory") if m in spec.measurements]
+        if not wanted:
+            return
+        prefix = f"{meta['point_id']}|{name}|{seed}"
+        keys = {m: f"{prefix}|{m}|{scale}|{b}" for m in wanted for b in (batches if m == "latency" else [1])}
+        mem_batch = spec.train.batch_size if scale == "train" else 1
+        if "memory" in wanted:
+            keys["memory"] = f"{prefix}|memory|{scale}|{mem_batch}"
+        lat_keys = {b: f"{prefix}|latency|{scale}|{b}" for b in batches} if "latency" in wanted else {}
+        if all(k in self.done for k in [*(v for m, v in keys.items() if m != "latency"), *lat_keys.values()]):
+            self.summary.skipped += len(keys)
+            return
+        built: dict[str, Any] = {"model": model}
+
+        def get_model():
+            if built["model"] is None:
+                built["model"] = self._build(name, clip, backbone, spec, num_classes, seed)
+            return built["model"].to(device).eval()
+
+        base = {**meta, "scale": scale}
+        if "params" in wanted:
+            self._attempt(keys["params"], {**base, "measurement": "params", "batch_size": 1},
+                          lambda: count_params(get_model()).as_dict())
+        if "flops" in wanted:
+            self._attempt(keys["flops"], {**base, "measurement": "flops", "batch_size": 1},
+                          lambda: count_flops(get_model(), clip.dummy(1, device=device)).as_dict())
+        for b in lat_keys:
+            self._attempt(lat_keys[b], {**base, "measurement": "latency", "batch_size": b},
+                          lambda b=b: self._latency(spec, get_model(), clip, b, device, meta, scale))
+        if "memory" in wanted:
+            self._attempt(keys["memory"], {**base, "measurement": "memory", "batch_size": mem_batch},
+                          lambda: self._memory(spec, get_model(), clip, mem_batch, device))
+
+    def _latency(self, spec, model, clip, batch, device, meta, scale) -> dict[str, Any]:
+        from .measure import measure_latency
+
+        m = spec.measure
+        x = clip.dummy(batch, device=device)
+        lat = measure_latency(model, x, device=device, warmup_s=m.warmup_s, min_samples=m.min_samples,
+                              max_time_s=m.max_time_s)
+        out = lat.as_dict()
+        p50 = out.get("latency_ms_p50")
+        flow = getattr(model, "flow", None)
+        if meta.get("needs_flow") and flow is not None:
+            fl = measure_latency(flow, x, device=device, warmup_s=m.warmup_s, min_samples=m.min_samples,
+                                 max_time_s=m.max_time_s)
+            out["flow_latency_ms_p50"] = fl.latency_ms_p50
+            out["flow_share"] = fl.latency_ms_p50 / p50 if p50 else None
+        gmacs = self._flops.get((meta["point_id"], meta["model"], scale))
+        peak = self._matmul_peak(device)
+        out["matmul_peak_gflops_s"] = peak
+        if gmacs is not None and p50:
+            achieved = 2.0 * gmacs * batch / (p50 / 1e3)
+            out["achieved_gflops_s"] = achieved
+            out["peak_fraction"] = achieved / peak if peak and peak == peak else None
+        return out
+
+    def _memory(self, spec, model, clip, batch, device) -> dict[str, Any]:
+        from .measure import measure_memory
+
+        x = clip.dummy(batch, device=device)
+        out = dict(measure_memory(model, x, device=device, train_step=False).as_dict())
+        if spec.measure.memory_train_step:
+            tr = measure_memory(model, x, device=device, train_step=True).as_dict()
+            out["train_peak_mem_mib"] = tr.get("peak_mem_mib")
+            if "reserved_mib" in tr:
+                out["train_reserved_mib"] = tr.get("reserved_mib")
+        model.eval()
+        return out
+
+
+def start_run(store: RunStore, points: list[RunSpec], *, command: str, device: str) -> None:
+    """Write run.json for a new run (spec of every point, environment, command)."""
+    store.write_meta({
+        "run_id": store.run_id,
+        "command": command,
+        "status": "running",
+        "started_at": now_iso(),
+        "points": [p.to_dict() for p in points],
+        "spec": points[0].to_dict(),
+        "environment": environment(device),
+    })
+
+
+def finish_run(store: RunStore, summary: RunSummary, status: str) -> None:
+    """Mark run.json ``complete`` / ``interrupted`` / ``failed`` with wall time and counts."""
+    store.update_meta(status=status, finished_at=now_iso(), wall_time_s=round(summary.wall_time_s, 2),
+                      counts=summary.counts)
