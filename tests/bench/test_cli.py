@@ -1,0 +1,112 @@
+"""The `bench` CLI through Typer's CliRunner: every command, the smoke pipeline, and bad input."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import bench.runner as runner_mod
+from bench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_list_table_and_unknown_pattern():
+    res = invoke("list", "pool_*", "--no-macs")
+    assert res.exit_code == 0, res.output
+    for name in ("pool_avg", "pool_max", "pool_attn"):
+        assert name in res.output
+    assert "lstm" not in res.output.replace("pool", "")
+    bad = invoke("list", "pool_avj")
+    assert bad.exit_code == 2 and "pool_avg" in bad.output and "Traceback" not in bad.output
+
+
+def test_env():
+    res = invoke("env", "--device", "cpu")
+    assert res.exit_code == 0 and "torch_version" in res.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--models", "nope"], "nope"),
+    (["run", "--frames", "0"], "frames"),
+    (["run", "--size", "7x"], "size"),
+    (["run", "--seeds", ""], "seeds"),
+    (["run", "--seeds", ","], "seeds"),
+    (["run", "--dataset", "folder", "--root", "/no/such/dir"], "does not exist"),
+    (["run", "--device", "tpu"], "device"),
+    (["run", "--resume", "run-missing"], "not found"),
+    (["ablate", "--vary", "speed=1,2"], "unknown knob"),
+    (["report", "run-missing"], "not found"),
+    (["compare", "run-missing"], "not found"),
+])
+def test_bad_input_is_one_line(tmp_path, args, needle):
+    res = invoke(*args, *(["--out", tmp_path] if args[0] in ("run", "ablate") else []),
+                 *(["--results", tmp_path] if args[0] in ("report", "compare") else []))
+    assert res.exit_code != 0
+    assert needle in res.output, res.output
+    assert "Traceback" not in res.output
+
+
+def test_smoke_run_report_compare(tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    res = invoke("run", "--models", "single_frame,pool_avg,early_fusion,two_stream", "--profile", "smoke",
+                 "--device", "cpu", "--out", results)
+    assert res.exit_code == 0, res.output
+    assert "bench report" in res.output
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["command"].startswith("bench run")
+    recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in recs} == {"single_frame", "pool_avg", "early_fusion", "two_stream"}
+    assert all(r["status"] == "ok" for r in recs), [r["error"] for r in recs if r["status"] != "ok"]
+
+    rep = invoke("report", run_dir.name, "--results", results, "--out", reports)
+    assert rep.exit_code == 0, rep.output
+    out = reports / run_dir.name
+    assert (out / "report.md").exists() and (out / "report.html").exists()
+    assert list((out / "figures").glob("*.png")) and list((out / "tables").glob("*.csv"))
+    md = (out / "report.md").read_text()
+    for name in ("single_frame", "pool_avg", "early_fusion", "two_stream"):
+        assert name in md
+
+    cmp = invoke("compare", run_dir.name, "--results", results, "--out", tmp_path / "cmp")
+    assert cmp.exit_code == 0, cmp.output
+    assert "two_stream" in cmp.output
+
+
+def test_ctrl_c_keeps_records_and_says_how_to_resume(tmp_path, monkeypatch):
+    real = runner_mod.Runner._costs
+
+    def interrupt(self, spec, name, *a, **kw):
+        if name == "early_fusion":
+            raise KeyboardInterrupt
+        return real(self, spec, name, *a, **kw)
+
+    monkeypatch.setattr(runner_mod.Runner, "_costs", interrupt)
+    res = invoke("run", "--models", "pool_avg,early_fusion", "--profile", "smoke", "--measure", "accuracy,params",
+                 "--device", "cpu", "--out", tmp_path)
+    assert res.exit_code == 130
+    assert "resume with: bench run --resume" in res.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    recs = (run_dir / "records.jsonl").read_text().splitlines()
+    assert len(recs) == 4  # pool_avg: accuracy + 2 params; early_fusion: accuracy
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+
+    monkeypatch.setattr(runner_mod.Runner, "_costs", real)
+    again = invoke("run", "--resume", run_dir.name, "--out", tmp_path)
+    assert again.exit_code == 0, again.output
+    keys = [json.loads(line)["key"] for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_ablate_smoke(tmp_path):
+    res = invoke("ablate", "--models", "pool_avg", "--vary", "frames=2,3", "--profile", "smoke",
+                 "--measure", "params,flops", "--device", "cpu", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert sorted({json.loads(r["point"])["frames"] for r in recs}) == [2, 3]
+    assert sorted({r["frames"] for r in recs if r["scale"] == "train"}) == [2, 3]

@@ -1,0 +1,84 @@
+"""Runner: every failure becomes a record; a crashed run resumes with nothing lost or duplicated."""
+import collections
+
+import pytest
+import torch
+
+import bench.runner as runner_mod
+from bench.plan import RunOptions, build_run_spec
+from bench.results import RunStore
+from bench.runner import Runner, resolve_device
+
+
+def _spec(models="pool_avg,early_fusion", **kw):
+    return build_run_spec(RunOptions(models=models, profile="smoke", train_size=32, val_size=16, **kw),
+                          resolved_device="cpu")
+
+
+def test_run_writes_every_measurement(tmp_path):
+    store = RunStore.create(tmp_path, "r")
+    summary = Runner(store).run([_spec()])
+    recs = store.records()
+    kinds = collections.Counter((r["model"], r["measurement"], r["scale"]) for r in recs)
+    for model in ("pool_avg", "early_fusion"):
+        assert kinds[(model, "accuracy", "train")] == 1
+        for m in ("params", "flops", "latency", "memory"):
+            assert kinds[(model, m, "train")] == 1 and kinds[(model, m, "cost")] == 1
+    assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs if r["status"] != "ok"]
+    acc = next(r for r in recs if r["measurement"] == "accuracy")
+    for k in ("acc_top1", "acc_shape", "acc_direction", "ceiling_top1", "git_commit", "torch_version", "threads",
+              "seed", "config", "device"):
+        assert k in acc
+    assert summary.counts == {"ok": len(recs)}
+
+
+def test_errors_and_oom_become_records(tmp_path, monkeypatch):
+    real = runner_mod.build_model
+
+    def flaky(name, **kw):
+        if name == "pool_avg":
+            raise RuntimeError("broken on purpose")
+        if name == "early_fusion" and kw["clip"].height > 32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(name, **kw)
+
+    monkeypatch.setattr(runner_mod, "build_model", flaky)
+    store = RunStore.create(tmp_path, "r")
+    spec = _spec(cost_clip="T4x48x48", measure="accuracy,params")
+    Runner(store).run([spec])
+    recs = store.records()
+    pool = [r for r in recs if r["model"] == "pool_avg"]
+    assert pool and all(r["status"] == "error" and "broken on purpose" in r["error"] for r in pool)
+    ef_cost = [r for r in recs if r["model"] == "early_fusion" and r["scale"] == "cost"]
+    assert ef_cost and all(r["status"] == "oom" for r in ef_cost)
+    assert any(r["model"] == "early_fusion" and r["status"] == "ok" for r in recs)
+
+
+def test_resume_after_crash_loses_and_duplicates_nothing(tmp_path):
+    spec = _spec(measure="accuracy,params,flops")
+    store = RunStore.create(tmp_path, "r")
+    seen = []
+
+    def crash_after_three(event, info):
+        if event == "record":
+            seen.append(info["key"])
+            if len(seen) == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Runner(store, progress=crash_after_three).run([spec])
+    assert len(store.records()) == 3
+    summary = Runner(RunStore.open(tmp_path, "r")).run([spec])
+    keys = [r["key"] for r in store.records()]
+    assert len(keys) == len(set(keys)) == 10  # 2 models x (accuracy + 2 scales x (params, flops))
+    assert keys[:3] == seen and summary.skipped >= 3
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
