@@ -81,14 +81,20 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
     setattr(parent, leaf, new)
 
 
-def inflate_conv(conv: nn.Conv2d, in_channels: int, *, from_weights: bool) -> nn.Conv2d:
+INFLATE_MODALITIES = ("rgb", "flow")
+
+
+def inflate_conv(conv: nn.Conv2d, in_channels: int, *, from_weights: bool, modality: str = "rgb") -> nn.Conv2d:
     """A copy of ``conv`` taking ``in_channels`` inputs (3T stacked RGB, 2L stacked flow, ...).
 
     With ``from_weights`` (pretrained weights exist) the new kernel is built from the 3-channel one so a
-    uniform input gives the same response (the cross-modality trick of TSN): for ``in_channels = 3k`` the
-    RGB kernel is tiled k times and divided by k; otherwise its channel mean is replicated and scaled by
-    ``3 / in_channels``. Without weights the new conv keeps PyTorch's fan-in initialisation.
+    uniform input gives the same response (the cross-modality trick of TSN): for stacked RGB
+    (``modality="rgb"``, ``in_channels = 3k``) the RGB kernel is tiled k times and divided by k; for flow
+    (whose channels u, v are not colours) or any other count, its channel mean is replicated and scaled
+    by ``3 / in_channels``. Without weights the new conv keeps PyTorch's fan-in initialisation.
     """
+    if modality not in INFLATE_MODALITIES:
+        raise ValueError(f"modality must be one of {INFLATE_MODALITIES}, got {modality!r}")
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,
@@ -104,7 +110,7 @@ def inflate_conv(conv: nn.Conv2d, in_channels: int, *, from_weights: bool) -> nn
         w = conv.weight.detach()
         cin = w.shape[1]
         with torch.no_grad():
-            if in_channels % cin == 0:
+            if modality == "rgb" and in_channels % cin == 0:
                 k = in_channels // cin
                 new.weight.copy_(w.repeat(1, k, 1, 1) / k)
             else:
@@ -135,10 +141,10 @@ class Backbone(nn.Module):
     def in_channels(self) -> int:
         return self.first_conv.in_channels
 
-    def inflate(self, in_channels: int) -> "Backbone":
+    def inflate(self, in_channels: int, *, modality: str = "rgb") -> "Backbone":
         """Replace the first conv with one taking ``in_channels`` inputs (see ``inflate_conv``)."""
         if in_channels != self.in_channels:
-            new = inflate_conv(self.first_conv, in_channels, from_weights=self.pretrained)
+            new = inflate_conv(self.first_conv, in_channels, from_weights=self.pretrained, modality=modality)
             _set_submodule(self.features, self._first_conv_path, new)
         return self
 
@@ -167,8 +173,10 @@ def build_backbone(
     in_channels: int = 3,
     pretrained: bool = False,
     width: int = 16,
+    modality: str = "rgb",
 ) -> Backbone:
-    """The shared encoder ``name`` (one of ``BACKBONES``) with its first conv taking ``in_channels``."""
+    """The shared encoder ``name`` (one of ``BACKBONES``) with its first conv taking ``in_channels``
+    (``modality`` says what the stacked channels are, for the pretrained inflation rule)."""
     if name == "small_cnn":
         if pretrained:
             raise ValueError("small_cnn has no pretrained weights; use pretrained=False or backbone='resnet18'")
@@ -181,7 +189,7 @@ def build_backbone(
         close = difflib.get_close_matches(name, BACKBONES, n=2)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ValueError(f"unknown backbone {name!r}{hint} (known: {', '.join(BACKBONES)})")
-    return Backbone(features, dim, name=name, pretrained=pretrained).inflate(in_channels)
+    return Backbone(features, dim, name=name, pretrained=pretrained).inflate(in_channels, modality=modality)
 
 
 BackboneFactory = Callable[..., Backbone]
