@@ -20,7 +20,7 @@ from .synthetic import SyntheticClips, camel
 
 # Encoder per container: every one ships in PyAV's bundled FFmpeg.
 CODECS = {".mp4": ("libx264", {"crf": "12", "preset": "veryfast"}), ".mkv": ("libx264", {"crf": "12", "preset": "veryfast"}),
-          ".avi": ("mpeg4", {"qscale": "2"}), ".webm": ("libvpx-vp9", {"crf": "20", "b": "0", "deadline": "realtime"})}
+          ".avi": ("mpeg4", {}), ".webm": ("libvpx-vp9", {"crf": "20", "b": "0", "deadline": "realtime"})}
 
 
 def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 25) -> Path:
@@ -40,6 +40,8 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 25) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if codec == "mpeg4":
+            stream.bit_rate = 4_000_000   # its default ~200 kb/s smears small sprites; files stay tiny anyway
         for f in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
         container.mux(stream.encode())

@@ -32,7 +32,7 @@ def dense_even(num_frames: int, frames: int, stride: int, k: int, clips: int) ->
     """Clip ``k`` of ``clips`` evenly spaced dense clips (clip 0 at the start, the last at the end)."""
     room = num_frames - span(frames, stride)
     # One clip: the centre, as in single-clip evaluation; several: first at the start, last at the end.
-    start = room // 2 if clips == 1 else round(k * room / (clips - 1))
+    start = room // 2 if clips == 1 else int(k * room / (clips - 1) + 0.5)
     return [start + i * stride for i in range(frames)]
 
 
