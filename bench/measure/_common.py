@@ -1,0 +1,81 @@
+"""Shared pieces of the measurement engine: the OOM error, device checks, JSON-flat values."""
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Iterator
+
+import torch
+
+MIB = 1024 * 1024
+
+
+class MeasureOOM(RuntimeError):
+    """The device ran out of memory at this batch size; the runner records status ``"oom"``.
+
+    Never retried at a smaller batch: a silently shrunken batch would make the number lie
+    (timm's ``benchmark.py`` batch decay misled users exactly that way).
+    """
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    msg = str(exc)
+    # CPU allocator failures are plain RuntimeErrors from c10's DefaultCPUAllocator.
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in msg or "not enough memory" in msg or "out of memory" in msg.lower()
+    )
+
+
+@contextlib.contextmanager
+def oom_guard(what: str) -> Iterator[None]:
+    """Turn any allocator OOM raised inside the block into ``MeasureOOM`` (with the original as cause)."""
+    try:
+        yield
+    except MeasureOOM:
+        raise
+    except (RuntimeError, MemoryError) as exc:
+        if isinstance(exc, MemoryError) or _is_oom(exc):
+            raise MeasureOOM(f"out of memory during {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``/``"cuda"``/``"cuda:1"`` -> ``torch.device``; a CUDA request with no GPU is a clear error."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(device)!r} requested but torch.cuda.is_available() is False on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {str(device)!r}: expected 'cpu' or 'cuda[:N]'")
+    return dev
+
+
+def as_tuple(inputs: Any) -> tuple:
+    """A model input given as one tensor or a tuple of positional arguments -> a tuple."""
+    return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+
+def to_json(value: Any) -> str:
+    """Compact, key-sorted JSON so a dict/list field stays one flat string column in a record."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def mha_fastpath_disabled() -> Iterator[None]:
+    """Make ``nn.MultiheadAttention``/``TransformerEncoderLayer`` take their decomposed path.
+
+    In eval + no-grad they otherwise dispatch to fused kernels (``aten::_native_multi_head_attention``,
+    ``aten::_transformer_encoder_layer_fwd``) that neither FLOP counter knows: they would count 0. The math
+    is the same, so counting the decomposed path (linear + SDPA + elementwise) is the honest count.
+    """
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
