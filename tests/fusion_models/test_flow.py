@@ -1,0 +1,281 @@
+"""Horn–Schunck flow: contract, bad input, equations against hand computations, accuracy vs Farneback.
+
+EPE tolerances are ~1.5-2x the values measured on the dev box (noted next to each), so a real regression
+(wrong sign, wrong scale, a broken pyramid) fails while float noise does not.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.flowbench import add_noise, epe, moving_texture, rotating_texture
+from fusion_models.flow import HornSchunck, farneback_flow, frames_to_clip, stack_flow
+
+BORDER = 3  # content enters/leaves through the frame edge; EPE is taken on the interior
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
+
+
+# ------------------------------------------------------------------------------------------ contract
+def test_shape_defaults_and_no_parameters():
+    hs = HornSchunck()
+    clip = torch.rand(2, 8, 3, 32, 32)
+    flow = hs(clip)
+    assert flow.shape == (2, 7, 2, 32, 32) and flow.dtype == torch.float32
+    assert torch.isfinite(flow).all()
+    assert hs.iterations == 12 and hs.lam == 0.002 and hs.alpha2 == pytest.approx(0.006)
+    assert list(hs.parameters()) == []
+    assert hs.state_dict() == {}  # buffers are non-persistent: models embedding it keep their state_dicts
+    gray = hs(clip.mean(2, keepdim=True))  # C = 1 works too
+    assert gray.shape == (2, 7, 2, 32, 32)
+
+
+def test_batch_pairs_are_independent():
+    """Folding B*(T-1) pairs into one batch must not mix them: each clip's flow equals its solo run."""
+    hs = HornSchunck()
+    clip = torch.rand(3, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    together = hs(clip)
+    alone = torch.cat([hs(clip[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_uint8_is_divided_by_255():
+    clip = (torch.rand(1, 3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).round()
+    hs = HornSchunck()
+    torch.testing.assert_close(hs(clip.to(torch.uint8)), hs(clip / 255))
+
+
+@pytest.mark.parametrize(
+    "clip, match",
+    [
+        (torch.rand(8, 3, 32, 32), "rank 5"),
+        (torch.rand(1, 1, 3, 32, 32), "at least 2 frames"),
+        (torch.rand(1, 4, 2, 32, 32), "C=1"),
+        (torch.rand(1, 4, 4, 32, 32), "C=1"),
+        (torch.zeros(1, 4, 3, 32, 32, dtype=torch.int64), "dtype"),
+        (torch.zeros(1, 4, 3, 1, 32), "2x2"),
+        (np.zeros((1, 4, 3, 32, 32), dtype=np.float32), "torch.Tensor"),
+    ],
+    ids=["rank4", "one_frame", "two_channels", "four_channels", "int64", "one_row", "numpy"],
+)
+def test_bad_input_raises(clip, match):
+    with pytest.raises(ValueError, match=match):
+        HornSchunck()(clip)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_pixels_raise(bad):
+    clip = torch.rand(1, 3, 3, 16, 16)
+    clip[0, 1, 2, 5, 7] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        HornSchunck()(clip)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        farneback_flow(clip)
+
+
+def test_frames_of_different_sizes_raise():
+    with pytest.raises(ValueError, match="same"):
+        frames_to_clip([torch.rand(3, 32, 32), torch.rand(3, 32, 30)])
+    assert frames_to_clip([torch.rand(3, 8, 8)] * 4).shape == (1, 4, 3, 8, 8)
+
+
+@pytest.mark.parametrize("kwargs", [{"iterations": -1}, {"lam": 0.0}, {"lam": float("nan")}, {"warps": 0},
+                                    {"levels": 0}, {"min_size": 2}])
+def test_bad_hyperparameters_raise(kwargs):
+    with pytest.raises(ValueError):
+        HornSchunck(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------ stacking
+def test_stack_flow_order_centre_and_normalisation():
+    b, n, h, w = 2, 7, 4, 8
+    flow = torch.arange(n, dtype=torch.float32).view(1, n, 1, 1, 1).expand(b, n, 2, h, w).clone()
+    flow[:, :, 1] *= -1  # v = -index, so channel order is visible
+    out = stack_flow(flow, bound=100.0)
+    assert out.shape == (b, 2 * n, h, w)
+    assert out[0, :, 0, 0].tolist() == pytest.approx([x / 100 for i in range(n) for x in (i, -i)])
+    mid = stack_flow(flow, length=3, bound=100.0)  # fields 2, 3, 4 of 0..6
+    assert mid[0, :, 0, 0].tolist() == pytest.approx([0.02, -0.02, 0.03, -0.03, 0.04, -0.04])
+    even = stack_flow(flow, length=2, bound=100.0)  # start (7 - 2) // 2 = 2
+    assert even[0, ::2, 0, 0].tolist() == pytest.approx([0.02, 0.03])
+    clamped = stack_flow(flow)  # default bound max(H, W)/8 = 1 px: |values| clamp to 1
+    assert clamped.abs().max() == 1.0 and clamped[0, 2, 0, 0] == 1.0
+    centred = stack_flow(flow + torch.randn(b, n, 2, h, w), subtract_mean=True, bound=1e3)
+    assert centred.mean((-2, -1)).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("length", [0, 8, 2.5])
+def test_stack_flow_bad_length(length):
+    with pytest.raises(ValueError, match="length"):
+        stack_flow(torch.zeros(1, 7, 2, 4, 4), length=length)
+
+
+def test_stack_flow_bad_shape():
+    with pytest.raises(ValueError, match=r"\[B, T-1, 2, H, W\]"):
+        stack_flow(torch.zeros(1, 7, 3, 4, 4))
+
+
+# ------------------------------------------------------------------------------- equations by hand
+def _hand_derivatives(i1: np.ndarray, i2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ix, Iy, It by explicit loops: 5-point difference along the axis, [1,2,1]/4 across; It 3x3 binomial."""
+    d = np.array([1, -8, 0, 8, -1]) / 12
+    b = np.array([1, 2, 1]) / 4
+    h, w = i1.shape
+    m = np.pad((i1 + i2) / 2, 2, mode="edge")
+    dt = np.pad(i2 - i1, 2, mode="edge")
+    ix, iy, it = np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            for j in range(3):          # smoothing offset across the derivative axis
+                for k in range(5):      # derivative offset
+                    ix[y, x] += b[j] * d[k] * m[y + 1 + j, x + k]
+                    iy[y, x] += b[j] * d[k] * m[y + k, x + 1 + j]
+            for j in range(3):
+                for k in range(3):
+                    it[y, x] += b[j] * b[k] * dt[y + 1 + j, x + 1 + k]
+    return ix, iy, it
+
+
+def _hand_average(u: np.ndarray) -> np.ndarray:
+    """Horn–Schunck ū: 1/6 per axis neighbour, 1/12 per diagonal, edges replicated."""
+    p = np.pad(u, 1, mode="edge")
+    out = np.zeros_like(u)
+    for y in range(u.shape[0]):
+        for x in range(u.shape[1]):
+            out[y, x] = (p[y, x + 1] + p[y + 2, x + 1] + p[y + 1, x] + p[y + 1, x + 2]) / 6 + (
+                p[y, x] + p[y, x + 2] + p[y + 2, x] + p[y + 2, x + 2]) / 12
+    return out
+
+
+def test_jacobi_updates_match_hand_computation():
+    rng = np.random.default_rng(0)
+    i1, i2 = rng.random((5, 6)), rng.random((5, 6))
+    lam = 0.05
+    alpha2 = 3 * lam  # κ = 3
+    ix, iy, it = _hand_derivatives(i1, i2)
+    u, v = np.zeros_like(i1), np.zeros_like(i1)
+    for _ in range(2):
+        ub, vb = _hand_average(u), _hand_average(v)
+        t = (ix * ub + iy * vb + it) / (alpha2 + ix ** 2 + iy ** 2)
+        u, v = ub - ix * t, vb - iy * t
+    clip = torch.from_numpy(np.stack([i1, i2])).view(1, 2, 1, 5, 6)  # float64 end to end
+    flow = HornSchunck(iterations=2, lam=lam, warps=1, levels=1)(clip)
+    np.testing.assert_allclose(flow[0, 0, 0].numpy(), u, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(flow[0, 0, 1].numpy(), v, rtol=1e-10, atol=1e-12)
+
+
+def test_derivatives_of_a_ramp_are_its_slopes():
+    ys, xs = torch.meshgrid(torch.arange(9.0), torch.arange(10.0), indexing="ij")
+    i1 = (0.03 * xs - 0.02 * ys).view(1, 1, 9, 10)
+    d = HornSchunck().derivatives(i1, i1 + 0.01)
+    inner = d[0, :, 2:-2, 2:-2]  # away from the replicated edge
+    torch.testing.assert_close(inner[0], torch.full_like(inner[0], 0.03))
+    torch.testing.assert_close(inner[1], torch.full_like(inner[1], -0.02))
+    torch.testing.assert_close(d[0, 2], torch.full_like(d[0, 2], 0.01))
+
+
+def test_average_kernel_is_symmetric_and_stochastic():
+    """Energy ↔ update consistency rests on K (with replicate padding) being symmetric with unit row sums."""
+    hs = HornSchunck().double()
+    h, w = 4, 5
+    eye = torch.eye(h * w, dtype=torch.float64).view(h * w, 1, h, w).expand(h * w, 2, h, w)
+    k = hs.average(eye.contiguous())[:, 0].reshape(h * w, h * w)  # row i = K applied to basis vector i
+    torch.testing.assert_close(k, k.t())
+    torch.testing.assert_close(k.sum(1), torch.ones(h * w, dtype=torch.float64))
+    # eigenvalues in [-1/3, 1] make 2M - A = data + λκ(I + K) positive definite: Jacobi cannot raise E
+    eig = torch.linalg.eigvalsh(k)
+    assert eig.min() > -1 / 3 - 1e-9 and eig.max() < 1 + 1e-9
+
+
+def test_energy_decreases_monotonically():
+    clip, _ = moving_texture(32, (0.6, -0.3), seed=1)
+    clip = clip.double()
+    hs = HornSchunck(warps=1, levels=1)
+    energies = []
+    for k in range(0, 61, 3):
+        hs.iterations = k
+        energies.append(hs.energy(clip, hs(clip)).item())
+    diffs = np.diff(energies)
+    assert (diffs < 0).all(), energies
+    assert energies[-1] < 0.5 * energies[0]  # measured 1.093 -> 0.0101 after 60 updates
+
+
+def test_constraint_residual_decreases_with_iterations():
+    clip, _ = moving_texture(32, (0.6, -0.3), seed=1)
+    hs = HornSchunck(warps=1, levels=1)
+    rms = []
+    for k in (0, 5, 20, 80):
+        hs.iterations = k
+        rms.append(hs.residual(clip, hs(clip)).square().mean().sqrt().item())
+    # measured: [0.0327, 0.0058, 0.0026, 0.0021]
+    assert all(a > b for a, b in zip(rms, rms[1:])), rms
+    assert rms[-1] < 0.15 * rms[0]
+
+
+def test_flop_counter_sees_the_convolutions():
+    hs = HornSchunck()
+    with FlopCounterMode(display=False) as counter:
+        hs(torch.rand(1, 8, 3, 32, 32))
+    assert counter.get_total_flops() == 2 * hs.conv_macs(8, 32, 32)
+    # measured 0.99 MMAC per frame pair at 32² by default, small next to a ~5 MMAC/frame CNN
+    assert hs.conv_macs(8, 32, 32) / 7 < 1.5e6
+
+
+# ------------------------------------------------------------------------------------------ accuracy
+# Measured EPE (px, interior, seed 0; ours with defaults / Farneback with OpenCV tutorial defaults):
+@pytest.mark.parametrize(
+    "motion, ours_tol, farneback_tol",
+    [
+        ((0.5, 0.25), 0.12, 0.04),    # measured 0.058 / 0.015
+        ((1.0, 0.0), 0.10, 0.02),     # measured 0.044 / 0.004
+        ((2.0, -1.0), 0.12, 0.04),    # measured 0.049 / 0.017
+        ((0.3, 1.7), 0.30, 0.05),     # measured 0.178 / 0.023
+    ],
+)
+def test_translation_epe(motion, ours_tol, farneback_tol):
+    clip, truth = moving_texture(32, motion, seed=0)
+    ours = epe(HornSchunck()(clip), truth, border=BORDER)
+    ref = epe(farneback_flow(clip), truth, border=BORDER)
+    assert ours < ours_tol, (ours, ref)
+    assert ref < farneback_tol, (ours, ref)
+    still = epe(torch.zeros_like(truth), truth, border=BORDER)
+    assert ours < 0.2 * still  # far from the zero field (measured ratio <= 0.10)
+
+
+def test_rotation_epe():
+    clip, truth = rotating_texture(32, 3.0, seed=0)  # up to 0.8 px at the corners
+    ours = epe(HornSchunck()(clip), truth, border=BORDER)
+    ref = epe(farneback_flow(clip), truth, border=BORDER)
+    # measured: ours 0.082, Farneback 0.25 (its 15 px window averages across the rotating field)
+    assert ours < 0.14, ours
+    assert ref < 0.35, ref
+
+
+def test_pyramid_recovers_large_motion():
+    clip, truth = moving_texture(32, (3.0, -1.5), seed=0)
+    coarse_to_fine = epe(HornSchunck()(clip), truth, border=BORDER)
+    single = epe(HornSchunck(levels=1)(clip), truth, border=BORDER)
+    # measured: 0.12 with the pyramid, 1.05 single-scale (the linearisation breaks beyond ~1 px)
+    assert coarse_to_fine < 0.3 and single > 2 * coarse_to_fine, (coarse_to_fine, single)
+
+
+def test_noise_degrades_gracefully():
+    clip, truth = moving_texture(32, (1.5, 1.0), seed=0)
+    errs = [epe(HornSchunck()(add_noise(clip, s) if s else clip), truth, border=BORDER) for s in (0.0, 0.05)]
+    # measured: 0.16 clean, 0.30 at sigma 0.05 (the texture's own contrast is ~0.1)
+    assert errs[0] < errs[1] < 0.45, errs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    clip = moving_texture(64, (1.2, 0.4), frames=4)[0]
+    hs = HornSchunck()
+    torch.testing.assert_close(hs.cuda()(clip.cuda()).cpu(), hs.cpu()(clip), rtol=1e-3, atol=1e-3)
