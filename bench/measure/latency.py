@@ -141,8 +141,8 @@ def measure_latency(
     """Time ``model(clip)`` under ``torch.inference_mode()``.
 
     ``clip``: ``[B, T, C, H, W]`` (or any input / tuple of inputs); ``batch_size`` replaces B by repeating
-    ``clip[0]`` (1 for latency, larger for throughput). Warm-up runs at least ``2 * warmup_window`` calls
-    (compilation and allocator growth happen there) and stops once stable or after ``warmup_s``. Sampling
+    ``clip[0]`` (1 for latency, larger for throughput). Warm-up (compilation, allocator growth, caches)
+    stops once stable -- which takes at least ``2 * warmup_window`` calls -- or after ``warmup_s`` (>= 2 calls). Sampling
     runs until ``min_samples`` samples *and* ``min_time_s`` are reached, or ``max_time_s`` runs out (never
     fewer than 5 samples). ``num_threads`` sets torch's intra-op threads for the measurement only.
     Raises ``MeasureOOM`` when the batch does not fit.
