@@ -92,3 +92,14 @@ def export_ucf101(spec: DatasetSpec, clip: ClipSpec, out: str | Path, *, videos_
     (lists / f"trainlist{split_id:02d}.txt").write_text("".join(f"{r} {lab + 1}\n" for r, lab in train))
     (lists / f"testlist{split_id:02d}.txt").write_text("".join(f"{r}\n" for r, _ in test))
     return ExportSummary(out, names, len(train), len(test), frames)
+
+
+def preview_grid(ds, *, clips: int = 8, scale: int = 3) -> np.ndarray:
+    """Rows = the first ``clips`` items of ``ds``, columns = their frames: uint8 ``[rows*H*s, T*W*s, 3]``."""
+    rows = []
+    for i in range(min(clips, len(ds))):
+        c = ds.clip_uint8(i).permute(0, 2, 3, 1).numpy()          # [T, H, W, C]
+        c = np.repeat(c, 3, axis=-1) if c.shape[-1] == 1 else c[..., :3]
+        rows.append(np.concatenate(list(c), axis=1))
+    grid = np.concatenate(rows, axis=0)
+    return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)

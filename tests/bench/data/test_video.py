@@ -74,7 +74,7 @@ def test_exported_synthetic_videos_read_back_as_ucf101_with_the_same_pixels(tmp_
     summary = export_ucf101(spec, CLIP, tmp_path, videos_per_class=2, fmt="mp4")
     assert (summary.train_videos, summary.test_videos) == (16, 16)
     lists = tmp_path / "ucfTrainTestlist"
-    assert (lists / "classInd.txt").read_text().splitlines()[1] == "2 SquareRight"
+    assert (lists / "classInd.txt").read_text().splitlines()[1] == "2 DiscRight"
     real = DatasetSpec(name="ucf101", root=str(tmp_path), resize_ratio=1.0, clips_per_video=1)
     test = build_dataset(real, CLIP, "test")
     assert test.num_classes == 16 and len(test) == 16
