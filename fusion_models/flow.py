@@ -306,9 +306,11 @@ def stack_flow(flow: torch.Tensor, length: int | None = None, *, bound: float | 
     if not isinstance(flow, torch.Tensor) or flow.dim() != 5 or flow.shape[2] != 2:
         shape = tuple(flow.shape) if isinstance(flow, torch.Tensor) else type(flow).__name__
         raise ValueError(f"stack_flow: expected flow [B, T-1, 2, H, W], got {shape}")
-    b, n, _, h, w = flow.shape
-    length = n if length is None else length
-    if not isinstance(length, int) or not 1 <= length <= n:
+    # int(): under torch.jit.trace (fvcore) sizes are 0-d tensors
+    b, n, h, w = (int(flow.shape[i]) for i in (0, 1, 3, 4))
+    if length is None:
+        length = n
+    elif isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= n:
         raise ValueError(f"stack_flow: length must be an int in [1, {n}] (the clip has {n} flow fields), got {length!r}")
     bound = max(h, w) / 8 if bound is None else bound
     if not bound > 0:

@@ -229,6 +229,29 @@ def test_flop_counter_sees_the_convolutions():
     assert hs.conv_macs(8, 32, 32) / 7 < 1.5e6
 
 
+def test_fvcore_traces_flow_and_stacking():
+    """fvcore traces with torch.jit (sizes become tensors): flow + stack_flow must trace and count the convs."""
+    import warnings
+
+    from fvcore.nn import FlopCountAnalysis
+
+    class Stream(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flow = HornSchunck(iterations=3)
+
+        def forward(self, clip: torch.Tensor) -> torch.Tensor:
+            return stack_flow(self.flow(clip))
+
+    model = Stream()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings from the input checks
+        counts = FlopCountAnalysis(model, (torch.rand(1, 4, 3, 16, 16),))
+        counts.unsupported_ops_warnings(False)
+        by_op = counts.by_operator()
+    assert by_op["conv"] == model.flow.conv_macs(4, 16, 16)  # fvcore counts one MAC per multiply-add
+
+
 # ------------------------------------------------------------------------------------------ accuracy
 # Measured EPE (px, interior, seed 0; ours with defaults / Farneback with OpenCV tutorial defaults):
 @pytest.mark.parametrize(
