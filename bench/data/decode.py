@@ -54,7 +54,17 @@ def resolve_decoder(name: str) -> str:
 
 
 def probe(path: str, decoder: str) -> VideoInfo:
-    """Open ``path`` and decode its first frame; raises on an unreadable file."""
+    """Open ``path`` and decode its first frame; raises on an unreadable file.
+
+    Memoised per (path, size, mtime, decoder): every model's loader lists the same videos."""
+    import os
+
+    st = os.stat(path)
+    return _probe(path, st.st_size, st.st_mtime_ns, decoder)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _probe(path: str, size: int, mtime_ns: int, decoder: str) -> VideoInfo:
     if decoder == "torchcodec":
         from torchcodec.decoders import VideoDecoder
 

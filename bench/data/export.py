@@ -40,6 +40,7 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 25) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = 16   # a keyframe every 16 frames, so a clip seek skips most of a video
         if codec == "mpeg4":
             stream.bit_rate = 4_000_000   # its default ~200 kb/s smears small sprites; files stay tiny anyway
         for f in frames:

@@ -67,20 +67,23 @@ class BatchView(Dataset):
     """``view[[(index, epoch), ...]] -> (clips [B, T, C, H, W], labels int64 [B])``; other attributes
     (``num_classes``, ``video_index``, ``skipped``, ...) are the wrapped dataset's."""
 
-    def __init__(self, ds: ClipDataset, dtype: torch.dtype) -> None:
+    def __init__(self, ds: ClipDataset, dtype: torch.dtype, video_index: bool = False) -> None:
         if dtype not in (torch.uint8, torch.float32):
             raise ValueError(f"dtype must be torch.uint8 or torch.float32, got {dtype}")
-        self.ds, self.dtype = ds, dtype
+        self.ds, self.dtype, self.with_video = ds, dtype, video_index
 
-    def __getitem__(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
         clips, labels = self.ds.batch_uint8(keys)
-        return (clips if self.dtype == torch.uint8 else clips.float().div_(255)), labels
+        clips = clips if self.dtype == torch.uint8 else clips.float().div_(255)
+        if self.with_video:
+            return clips, labels, torch.tensor([self.ds.video_index[i] for i, _ in keys], dtype=torch.int64)
+        return clips, labels
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getattr__(self, name: str):
-        if name in ("ds", "dtype"):  # not yet set (unpickling): avoid recursing
+        if name in ("ds", "dtype", "with_video"):  # not yet set (unpickling): avoid recursing
             raise AttributeError(name)
         return getattr(self.ds, name)
 
@@ -103,16 +106,19 @@ def make_loader(
     dtype: torch.dtype = torch.float32,
     pin_memory: bool | None = None,
     dataset: ClipDataset | None = None,
+    video_index: bool = False,
 ) -> DataLoader:
     """Batches ``(clips [B, T, C, H, W] float32 in [0, 1] (or uint8), labels int64 [B])`` of ``split``.
 
     ``shuffle=None`` shuffles only the train split; ``dataset`` reuses an already built split;
-    ``pin_memory=None`` pins when CUDA is available. ``loader.dataset`` exposes the dataset's attributes."""
+    ``pin_memory=None`` pins when CUDA is available. ``loader.dataset`` exposes the dataset's attributes.
+    ``video_index=True`` adds a third element, the video of each clip (int64 ``[B]``), so an evaluator can
+    average the logits of a video's ``clips_per_video`` clips (real data; one clip per video on synthetic)."""
     ds = dataset if dataset is not None else build_dataset(spec, clip, split, seed)
     sampler = EpochBatchSampler(len(ds), batch_size=batch_size, shuffle=split == "train" if shuffle is None else shuffle,
                                 drop_last=drop_last, seed=seed)
     return DataLoader(
-        BatchView(ds, dtype), batch_size=None, sampler=sampler, num_workers=num_workers,
+        BatchView(ds, dtype, video_index), batch_size=None, sampler=sampler, num_workers=num_workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         worker_init_fn=_worker_init if num_workers > 0 else None,
     )

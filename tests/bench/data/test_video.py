@@ -45,6 +45,8 @@ def test_folder_layout_lists_classes_splits_and_eval_clips(video_folder):
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y in (0, 1)
     assert all(("alpha" in v.path) == (v.label == 0) for v in train.videos + val.videos)
     assert train.describe()["decoder"] == train.decoder and train.skipped == []
+    x, y, v = next(iter(make_loader(_folder_spec(video_folder, clips_per_video=2), CLIP, "val", video_index=True)))
+    assert v.tolist() == val.video_index and y.tolist() == [e.label for e in val.videos for _ in range(2)]
 
 
 def test_same_seed_gives_the_same_random_clips_and_crops_on_real_video(video_folder):
