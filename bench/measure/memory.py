@@ -8,8 +8,11 @@
 Both report the absolute peak (weights + inputs + activations + temporaries), ``baseline_mib`` is what was
 live before the call, so ``peak_mem_mib - baseline_mib`` is the call's own working set. Process RSS is
 never used: it counts freed pages the allocator keeps, shared libraries and other tensors in the process.
-On CPU, scratch buffers a kernel allocates and frees internally (e.g. oneDNN workspaces) never surface
-as tensors and are not included: the CPU number is a live-*tensor* peak.
+On CPU, scratch buffers a kernel allocates and frees internally (e.g. oneDNN reorders, im2col) never
+surface as tensors and are not included: the default CPU number is a live-*tensor* peak.
+``cpu_method="allocator"`` instead replays the CPU allocator's own alloc/free events recorded by
+``torch.profiler`` (``profile_memory=True``): scratch included, like CUDA's ``max_memory_allocated``,
+at ~0.5 s of profiler start-up (and Kineto may log to stderr from C++).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ class MemoryResult:
     peak_mem_mib: float  # absolute peak: baseline + the call's working set at its worst moment
     baseline_mib: float  # live before the call: params, buffers, grads, inputs (CUDA: all allocated)
     reserved_mib: float | None  # CUDA caching allocator's peak reservation; None on CPU
-    method: str  # "cpu_dispatch_live_tensors" | "cuda_max_memory_allocated"
+    method: str  # "cpu_dispatch_live_tensors" | "cpu_allocator_profiler" | "cuda_max_memory_allocated"
     train_step: bool  # False: one inference forward; True: forward + backward + SGD step
     batch_size: int
     device: str
@@ -110,14 +113,18 @@ def measure_memory(
     batch_size: int | None = None,
     loss_fn: Callable[[Any], torch.Tensor] = default_loss,
     lr: float = 1e-3,
+    cpu_method: str = "tensors",
 ) -> MemoryResult:
     """Peak memory of ``model(clip)`` under inference mode, or of one training step.
 
     ``clip``: ``[B, T, C, H, W]`` (or any input / tuple); ``batch_size`` replaces B by repeating ``clip[0]``.
     ``train_step=True``: train mode, forward, ``loss_fn(out).backward()``, one ``SGD(momentum=0.9)`` step
     from a fresh optimizer (its momentum buffers count); weights, grads and mode are restored after.
-    Raises ``MeasureOOM`` when it does not fit.
+    ``cpu_method``: ``"tensors"`` (live tensor storages, default) or ``"allocator"`` (CPU allocator events,
+    kernel scratch included). Raises ``MeasureOOM`` when it does not fit.
     """
+    if cpu_method not in ("tensors", "allocator"):
+        raise ValueError(f"cpu_method must be 'tensors' or 'allocator', got {cpu_method!r}")
     dev = resolve_device(device)
     args = as_tuple(clip)
     args = (batch_of(args[0], batch_size), *args[1:])
@@ -135,6 +142,9 @@ def measure_memory(
             if dev.type == "cuda":
                 peak, base, reserved = _cuda_peak(model, args, dev, train_step, loss_fn, lr)
                 method = "cuda_max_memory_allocated"
+            elif cpu_method == "allocator":
+                peak, base = _cpu_peak_allocator(model, args, train_step, loss_fn, lr)
+                reserved, method = None, "cpu_allocator_profiler"
             else:
                 peak, base = _cpu_peak(model, args, train_step, loss_fn, lr)
                 reserved, method = None, "cpu_dispatch_live_tensors"
@@ -168,24 +178,52 @@ def _step(model: nn.Module, args: tuple, train_step: bool, loss_fn, lr: float) -
     for p in model.parameters():
         p.grad = None
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9) if params else None
     loss = loss_fn(model(*args))
-    loss.backward()
-    opt.step()
+    if loss.requires_grad:  # a parameter-free module has nothing to differentiate
+        loss.backward()
+    if opt is not None:
+        opt.step()
     del loss, opt
 
 
-def _cpu_peak(model, args, train_step, loss_fn, lr) -> tuple[int, int]:
+def _cpu_baseline(model, args, train_step) -> LiveTensorBytes:
+    """A tracker holding what is live before the call: params, buffers, inputs (and grads, inference only:
+    a training step drops them first)."""
     tracker = LiveTensorBytes("cpu")
     for t in (*model.parameters(), *model.buffers(), *args):
         tracker.track(t)
     for p in model.parameters():
         if p.grad is not None and not train_step:
             tracker.track(p.grad)
+    return tracker
+
+
+def _cpu_peak(model, args, train_step, loss_fn, lr) -> tuple[int, int]:
+    tracker = _cpu_baseline(model, args, train_step)
     base = tracker.current_bytes
     with tracker:
         _step(model, args, train_step, loss_fn, lr)
     return tracker.peak_bytes, base
+
+
+def _cpu_peak_allocator(model, args, train_step, loss_fn, lr) -> tuple[int, int]:
+    """Replay the CPU allocator's (+size on alloc, -size on free) events in time order; the running
+    maximum is the call's peak. Frees of memory allocated before the profile started make the running
+    sum dip below 0 but cannot raise the maximum, so the peak stays exact."""
+    from torch.profiler import ProfilerActivity, profile
+
+    base = _cpu_baseline(model, args, train_step).current_bytes
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        _step(model, args, train_step, loss_fn, lr)
+    cpu = torch._C._autograd.DeviceType.CPU
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == cpu]
+    events.sort(key=lambda e: e.start_ns())
+    current = peak = 0
+    for e in events:
+        current += e.nbytes()
+        peak = max(peak, current)
+    return base + peak, base
 
 
 def _cuda_peak(model, args, dev, train_step, loss_fn, lr) -> tuple[int, int, int]:
