@@ -1,0 +1,349 @@
+"""``build_report``: runs -> tables -> figures -> Markdown + self-contained HTML under ``reports/<run-id>/``.
+
+Computed first, rendered second: every number in the report comes from a table that is also written as CSV.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from bench.results import RunStore, load_results, now_iso, resolve_run
+
+from . import figures as F
+from . import tables as T
+from .render import Block, display_main_table, fmt_num, fmt_pct, render_html, render_markdown
+
+FORMATS = ("md", "html")
+
+
+@dataclass
+class ReportResult:
+    """Where a report was written and the main table it shows (numeric, accuracies as fractions)."""
+
+    run_ids: list[str]
+    out_dir: Path
+    markdown: Path | None
+    html: Path | None
+    tables: dict[str, Path]
+    figures: dict[str, Path]
+    main_table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def report_dir_name(run_ids: Sequence[str]) -> str:
+    """``<id>`` for one run, ``<first-id>+<number of further runs>`` for several."""
+    return run_ids[0] if len(run_ids) == 1 else f"{run_ids[0]}+{len(run_ids) - 1}"
+
+
+def build_report(
+    runs: Sequence[str] | str,
+    *,
+    results_root: str | Path = "results",
+    out_root: str | Path = "reports",
+    formats: Sequence[str] = FORMATS,
+    dpi: int = 150,
+) -> ReportResult:
+    """Write ``report.md`` / ``report.html`` / ``tables/*.csv`` / ``figures/*.png`` for one or more runs.
+
+    Raises ``RunNotFoundError`` for an unknown run and ``ValueError`` for no runs, an unknown format or a run
+    without records.
+    """
+    runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    if not runs:
+        raise ValueError("no run given; pass a run id, a run directory or 'latest'")
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"unknown report format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    paths = [resolve_run(r, results_root) for r in runs]
+    run_ids = list(dict.fromkeys(p.name for p in paths))
+    raw = load_results([str(p) for p in dict.fromkeys(paths)], results_root)
+    if raw.empty:
+        raise ValueError(f"run {', '.join(run_ids)} has no records yet; nothing to report")
+    metas = {p.name: RunStore(p.parent, p.name).read_meta() for p in paths}
+
+    out_dir = Path(out_root) / report_dir_name(run_ids)
+    fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
+    for d in (fig_dir, tab_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        for stale in list(d.glob("*.png")) + list(d.glob("*.csv")):  # a rebuilt report never shows old figures
+            stale.unlink()
+
+    df = T.prepare(raw)
+    main = T.main_table(df)
+    notes: list[str] = []
+    tables: dict[str, Path] = {}
+    figs: dict[str, Path] = {}
+
+    def save_table(name: str, table: pd.DataFrame) -> Path:
+        path = tab_dir / f"{name}.csv"
+        table.to_csv(path, index=False)
+        tables[name] = path
+        return path
+
+    save_table("main", main)
+    failures = T.failures_table(df)
+    save_table("failures", failures)
+    ceilings = T.ceiling_table(main)
+    save_table("ceilings", ceilings)
+
+    scales = main.attrs["scales"]
+    blocks: list[Block] = []
+    title = f"fusionbench report — {', '.join(run_ids)}"
+    blocks.append(Block("h1", title))
+    blocks.append(Block("note", f"Generated {now_iso()} from {len(raw)} records of "
+                                f"{len(run_ids)} run{'s' if len(run_ids) > 1 else ''} under `{results_root}`."))
+    for rid, meta in metas.items():
+        status = meta.get("status")
+        if status and status != "complete":
+            blocks.append(Block("warn", f"run `{rid}` is **{status}**: its results are partial"
+                                        + (f"; resume it with `bench run --resume {rid}`." if status == "interrupted" else ".")))
+
+    # ---- summary
+    blocks.append(Block("h2", "Summary"))
+    blocks.append(Block("list", items=_findings(main, failures, scales)))
+
+    # ---- main table
+    blocks.append(Block("h2", "Main table"))
+    disp = display_main_table(main, T.failed_cells(df))
+    legend = [f"**{p}** = {lab}" for p, lab in scales.items()]
+    ci_note = ("Accuracy: mean over seeds ± half-width of the 95 % Student-t interval; a model with one seed has no "
+               "interval (shown as n=1)." if main["acc_top1_ci95"].notna().any()
+               else "Accuracy: one seed per model, so no confidence interval can be given; run more seeds (`--seeds 0,1,2`).")
+    blocks.append(Block("table", table=disp, text=" ".join([
+        "Accuracy is measured on the training clip; costs at each scale are medians over seeds.",
+        "Column groups: " + "; ".join(legend) + "." if legend else "",
+        ci_note, "Ceiling: Bayes-optimal top-1 of the model's family on this dataset (an upper bound implied by "
+        "the family's invariance). Latency is per batch; OOM/ERROR mark a failed measurement. Raw numbers: "
+        "`tables/main.csv`."])))
+
+    # ---- accuracy vs cost
+    prefix = "deploy" if "deploy" in scales else "train" if "train" in scales else None
+    if prefix:
+        path = F.pareto_figure(main, fig_dir / "pareto.png", prefix=prefix, clip_label=scales[prefix], dpi=dpi)
+        if path:
+            figs["pareto"] = path
+            blocks.append(Block("h2", "Accuracy vs cost"))
+            blocks.append(Block("figure", path=path, text=(
+                f"Top-1 accuracy (training clip, mean ± 95% CI over seeds) against GMACs and batch-"
+                f"{_batch(main, prefix, 'latency_ms_p50')} latency p50 at the {scales[prefix]}. Dashed step: "
+                "Pareto front (no model is both cheaper and more accurate); dotted lines: each family's Bayes ceiling.")))
+            front = _front_lists(main, prefix)
+            if front:
+                blocks.append(Block("list", items=front))
+
+    # ---- ceilings
+    chance = _chance(df)
+    path = F.ceiling_figure(main, fig_dir / "ceilings.png", chance=chance, dpi=dpi)
+    if path:
+        figs["ceilings"] = path
+        blocks.append(Block("h2", "Accuracy against the Bayes ceiling"))
+        blocks.append(Block("figure", path=path, text=(
+            "Per model: measured accuracy (bars, family colour; top-1 with 95% CI) and the Bayes ceiling of its "
+            "family (black tick). Shape and direction are the two attributes of a synthetic class: single-frame "
+            "models can read the shape but not the direction, order-invariant models the axis but not the sign.")))
+        if not ceilings.empty:
+            ct = ceilings.copy()
+            for c in ("ceiling_top1", "ceiling_shape", "ceiling_direction", "best_acc_top1", "mean_acc_top1",
+                      "gap_to_ceiling"):
+                if c in ct:
+                    ct[c] = [fmt_pct(v) for v in ct[c]]
+            ct.columns = [c.replace("_", " ") + (" (%)" if c.startswith(("ceiling", "best_acc", "mean_acc", "gap"))
+                                                  else "") for c in ct.columns]
+            blocks.append(Block("table", table=ct))
+
+    # ---- params vs T
+    try:
+        pvt, source = T.params_vs_frames(df)
+    except Exception as exc:  # noqa: BLE001 - a figure we cannot compute is a note, never a failed report
+        pvt, source = pd.DataFrame(), "built"
+        notes.append(f"params vs T not computed: {type(exc).__name__}: {exc}")
+    if not pvt.empty:
+        save_table("params_vs_frames", pvt)
+        errs = pvt[pvt.get("error", pd.Series("", index=pvt.index)).fillna("").astype(bool)] if "error" in pvt else pvt.iloc[0:0]
+        for _, e in errs.drop_duplicates("model").iterrows():
+            notes.append(f"params vs T: {e['model'] or 'models'} not built ({e['error']})")
+    source_note = ("from the ablation over frames" if source == "ablation"
+                   else f"computed by building each model at T ∈ {{{','.join(map(str, T.PARAM_FRAMES))}}}")
+    path = F.params_figure(pvt, fig_dir / "params_vs_frames.png", source_note=source_note, dpi=dpi) if not pvt.empty else None
+    if path:
+        figs["params_vs_frames"] = path
+        blocks.append(Block("h2", "Parameters vs clip length"))
+        blocks.append(Block("figure", path=path, text=(
+            f"Total and first-convolution parameters against T ({source_note}). Early fusion stacks the T frames "
+            "as 3T input channels of the first convolution, so its first conv grows linearly with T while models "
+            "that share one per-frame encoder stay flat; models with identical curves are drawn as one dashed line.")))
+
+    # ---- flow split
+    flow = T.flow_split_table(df)
+    if not flow.empty:
+        save_table("flow_split", flow)
+        path = F.flow_figure(flow, fig_dir / "flow_split.png", scale_labels=_scale_titles(scales), dpi=dpi)
+        if path:
+            figs["flow_split"] = path
+            blocks.append(Block("h2", "Two-stream latency: optical flow vs network"))
+            blocks.append(Block("figure", path=path, text=(
+                "Median latency of models that compute optical flow in their forward pass, split into the flow "
+                "stage (measured alone) and the rest of the network; the label gives the total and the flow share.")))
+
+    # ---- ablations
+    knobs = T.varied_knobs(df)
+    if knobs:
+        blocks.append(Block("h2", "Ablations"))
+    metric_labels = {c: lab for c, _, lab in T.ABLATION_METRICS}
+    for knob, values in knobs.items():
+        abl = T.ablation_table(df, knob)
+        if abl.empty:
+            continue
+        save_table(f"ablation_{knob}", abl)
+        path = F.ablation_figure(abl, knob, fig_dir / f"ablation_{knob}.png", metric_labels=metric_labels,
+                                 scale_labels=_scale_titles(scales), dpi=dpi)
+        if path:
+            figs[f"ablation_{knob}"] = path
+            blocks.append(Block("h3", f"{knob} ∈ {{{', '.join(str(v) for v in values)}}}"))
+            blocks.append(Block("figure", path=path, text=(
+                f"Each metric against {knob}, one line per model (colour = family). Accuracy: mean ± 95% t-CI "
+                f"over seeds; latency and memory at the smallest batch measured. Data: `tables/ablation_{knob}.csv`.")))
+
+    # ---- failures
+    blocks.append(Block("h2", "Failed measurements"))
+    if failures.empty:
+        blocks.append(Block("p", "None: every measurement finished with status ok."))
+    else:
+        blocks.append(Block("table", table=failures.drop(columns=["run_id"] if len(run_ids) == 1 else []),
+                            text="Records whose status is not ok; they are absent from the figures, not dropped "
+                                 "silently. `tables/failures.csv` holds the same rows."))
+
+    # ---- environment
+    blocks.append(Block("h2", "Environment and provenance"))
+    for rid, meta in metas.items():
+        blocks += _environment_blocks(rid, meta, df[df["run_id"] == rid], several=len(run_ids) > 1)
+
+    if notes:
+        blocks.append(Block("h2", "Notes"))
+        blocks.append(Block("list", items=notes))
+    blocks.append(Block("h2", "Files"))
+    blocks.append(Block("list", items=[f"`{p.relative_to(out_dir).as_posix()}`" for p in [*tables.values(), *figs.values()]]))
+
+    md_path = html_path = None
+    if "md" in formats:
+        md_path = out_dir / "report.md"
+        md_path.write_text(render_markdown(blocks, out_dir), encoding="utf-8")
+    if "html" in formats:
+        html_path = out_dir / "report.html"
+        html_path.write_text(render_html(blocks, title), encoding="utf-8")
+    return ReportResult(run_ids=run_ids, out_dir=out_dir, markdown=md_path, html=html_path, tables=tables,
+                        figures=figs, main_table=main, notes=notes)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _scale_titles(scales: dict[str, str]) -> dict[str, str]:
+    return {p: lab for p, lab in scales.items()}
+
+
+def _batch(main: pd.DataFrame, prefix: str, suffix: str) -> str:
+    b = main.attrs.get("batches", {}).get(prefix, {}).get(suffix, math.nan)
+    return str(int(b)) if isinstance(b, float) and math.isfinite(b) else "?"
+
+
+def _chance(df: pd.DataFrame) -> float | None:
+    k = df["num_classes"].dropna().unique()
+    return 1.0 / float(k[0]) if len(k) == 1 and float(k[0]) > 0 else None
+
+
+def _name(r: pd.Series) -> str:
+    return r["model"] + (f" ({r['point']})" if "point" in r and isinstance(r.get("point"), str) else "")
+
+
+def _front_lists(main: pd.DataFrame, prefix: str) -> list[str]:
+    items = []
+    for suffix, what in (("gmacs", "GMACs"), ("latency_ms_p50", "latency")):
+        col = f"{prefix}_{suffix}"
+        if col not in main:
+            continue
+        mask = T.pareto_front(main[col], main["acc_top1_mean"])
+        front = main[mask].sort_values(col)
+        if not front.empty:
+            parts = [f"{_name(r)} ({fmt_pct(r['acc_top1_mean'])} %, {fmt_num(r[col])} "
+                     f"{'GMACs' if suffix == 'gmacs' else 'ms'})" for _, r in front.iterrows()]
+            items.append(f"Pareto-optimal for accuracy vs {what} ({prefix} clip), cheapest first: " + ", ".join(parts))
+    return items
+
+
+def _findings(main: pd.DataFrame, failures: pd.DataFrame, scales: dict[str, str]) -> list[str]:
+    items: list[str] = []
+    acc = main[main["acc_top1_mean"].notna()]
+    if not acc.empty:
+        best = acc.loc[acc["acc_top1_mean"].idxmax()]
+        ci = f" ± {fmt_pct(best['acc_top1_ci95'])}" if pd.notna(best["acc_top1_ci95"]) else ""
+        ceil = f" (family ceiling {fmt_pct(best['ceiling_top1'], 0)} %)" if pd.notna(best["ceiling_top1"]) else ""
+        items.append(f"Most accurate: **{_name(best)}**, {fmt_pct(best['acc_top1_mean'])}{ci} % top-1{ceil}.")
+        for fam, g in acc.groupby("family", sort=False):
+            ceil = g["ceiling_top1"].dropna()
+            if ceil.empty:
+                continue
+            b = g.loc[g["acc_top1_mean"].idxmax()]
+            items.append(f"{fam.replace('_', ' ')}: best {_name(b)} at {fmt_pct(b['acc_top1_mean'])} % of a "
+                         f"{fmt_pct(ceil.iloc[0], 0)} % ceiling ({len(g)} model{'s' if len(g) > 1 else ''}).")
+        seeds = sorted(set(int(n) for n in acc["n_seeds"]))
+        items.append(f"Seeds per model: {', '.join(map(str, seeds))}" + (
+            " — single-seed accuracies carry no confidence interval." if seeds == [1] else "."))
+    for prefix in ("deploy", "train"):
+        col = f"{prefix}_latency_ms_p50"
+        if col in main and main[col].notna().any():
+            fast = main.loc[main[col].idxmin()]
+            slow = main.loc[main[col].idxmax()]
+            items.append(f"Latency p50 at the {scales[prefix]}: {fmt_num(fast[col])} ms ({_name(fast)}) to "
+                         f"{fmt_num(slow[col])} ms ({_name(slow)}), batch {_batch(main, prefix, 'latency_ms_p50')}.")
+            break
+    if not failures.empty:
+        counts = failures["status"].value_counts()
+        items.append(f"{len(failures)} measurement{'s' if len(failures) > 1 else ''} failed ("
+                     + ", ".join(f"{n} {s}" for s, n in counts.items()) + "): "
+                     + ", ".join(dict.fromkeys(failures["model"])) + " — see *Failed measurements*.")
+    return items or ["No ok accuracy or latency records yet."]
+
+
+_ENV_KEYS = (
+    ("device", "device"), ("device_name", "device name"), ("cpu_name", "CPU"), ("cpu_count", "CPU cores"),
+    ("threads", "torch intra-op threads"), ("interop_threads", "torch inter-op threads"),
+    ("torch_version", "torch"), ("torchvision_version", "torchvision"), ("cuda_version", "CUDA"),
+    ("cudnn_version", "cuDNN"), ("driver_version", "GPU driver"), ("python_version", "Python"),
+    ("platform", "platform"), ("fvcore_version", "fvcore"), ("pandas_version", "pandas"), ("av_version", "PyAV"),
+    ("tf32_matmul", "TF32 matmul"), ("cudnn_benchmark", "cuDNN benchmark"),
+    ("fusionbench_version", "fusionbench"), ("git_commit", "git commit"), ("git_dirty", "uncommitted changes"),
+)
+
+
+def _environment_blocks(rid: str, meta: dict[str, Any], recs: pd.DataFrame, *, several: bool) -> list[Block]:
+    env = dict(meta.get("environment") or {})
+    if not env and not recs.empty:  # an old run without run.json: fall back to the provenance on the records
+        first = recs.iloc[0]
+        env = {k: first[k] for k in ("device", "device_name", "threads", "torch_version", "git_commit", "git_dirty")
+               if k in recs and pd.notna(first[k])}
+    items: list[tuple[str, Any]] = [("run", rid)]
+    for key, label in (("status", "run status"), ("started_at", "started"), ("finished_at", "finished")):
+        if meta.get(key) is not None:
+            items.append((label, str(meta[key])))
+    if meta.get("wall_time_s") is not None:
+        items.append(("wall time (s)", float(meta["wall_time_s"])))
+    if meta.get("matmul_peak_gflops_s") is not None:
+        items.append(("matmul peak (GFLOP/s)", float(meta["matmul_peak_gflops_s"])))
+    for key, label in _ENV_KEYS:
+        if env.get(key) is not None:
+            items.append((label, str(env[key]) if not isinstance(env[key], (int, float)) or isinstance(env[key], bool)
+                          else env[key]))
+    blocks = [Block("h3", f"Run {rid}")] if several else []
+    blocks.append(Block("kv", items=[(k, "yes" if v is True else "no" if v is False else v) for k, v in items]))
+    if meta.get("command"):
+        blocks.append(Block("p", "Command that produced the run:"))
+        blocks.append(Block("code", meta["command"], lang="bash"))
+    if meta.get("spec"):
+        blocks.append(Block("code", json.dumps(meta["spec"], indent=2, sort_keys=True, default=str), lang="json",
+                            collapsed=True, title="Full run spec (run.json)"))
+    return blocks

@@ -1,0 +1,479 @@
+"""Report tables: a tidy records DataFrame in, summary DataFrames out (no I/O, no printing).
+
+Records (see ``bench.results.COLUMNS``) have one row per (model, point, seed, measurement, scale, batch).
+Every table here is keyed by the *row key* of the report: ``model``, plus ``point`` when the runs hold
+several ablation points, plus ``run_id`` when several runs are reported together.
+
+Scales: records say ``scale="train"`` (the tiny training clip) or ``scale="cost"`` (the deployment clip);
+column names and captions call the latter ``deploy`` because that is what it means to a reader.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+FAMILY_ORDER = ("single_frame", "order_invariant", "order_aware")
+SCALES = {"train": "train", "cost": "deploy"}          # record scale -> column prefix
+SCALE_TITLES = {"train": "train clip", "cost": "deploy clip"}
+
+# Per-scale cost columns of the main table: (output suffix, record column, measurement, which batch).
+COST_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("gmacs", "gmacs", "flops", "min"),
+    ("params", "params", "params", "min"),
+    ("first_conv_params", "first_conv_params", "params", "min"),
+    ("latency_ms_p50", "latency_ms_p50", "latency", "min"),
+    ("latency_ms_p90", "latency_ms_p90", "latency", "min"),
+    ("throughput_clips_s", "throughput_clips_s", "latency", "max"),
+    ("peak_mem_mib", "peak_mem_mib", "memory", "min"),
+)
+ACCURACY_COLUMNS = ("acc_top1", "acc_shape", "acc_direction")
+CEILING_COLUMNS = ("ceiling_top1", "ceiling_shape", "ceiling_direction")
+_NEEDED = (
+    "run_id", "model", "family", "measurement", "scale", "status", "error", "seed", "point", "point_id",
+    "frames", "height", "width", "backbone", "batch_size", "num_classes", "needs_flow", "fusion_point",
+    *ACCURACY_COLUMNS, *CEILING_COLUMNS, "params", "first_conv_params", "gmacs", "latency_ms_p50",
+    "latency_ms_p90", "throughput_clips_s", "peak_mem_mib", "flow_latency_ms_p50", "flow_share",
+)
+
+
+# ------------------------------------------------------------------------------------------ preparing
+def point_label(point: Any) -> str:
+    """``'{"frames": 4}'`` -> ``"frames=4"``; no knobs -> ``"default"``."""
+    knobs = point_knobs(point)
+    return ", ".join(f"{k}={v}" for k, v in knobs.items()) or "default"
+
+
+def point_knobs(point: Any) -> dict[str, Any]:
+    """The knob dict of a record's ``point`` (JSON string, dict, or missing)."""
+    if isinstance(point, dict):
+        return dict(point)
+    if isinstance(point, str) and point.strip():
+        try:
+            value = json.loads(point)
+        except json.JSONDecodeError:
+            return {}
+        return dict(value) if isinstance(value, dict) else {}
+    return {}
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every column the report reads (missing -> NaN), ``point_label`` and a stable model order."""
+    df = df.copy()
+    for col in _NEEDED:
+        if col not in df.columns:
+            df[col] = np.nan
+    df["status"] = df["status"].fillna("ok")
+    df["family"] = df["family"].fillna("unknown")
+    df["point_label"] = [point_label(p) for p in df["point"]]
+    df["_point_sort"] = [_sort_key(point_knobs(p)) for p in df["point"]]
+    first_seen = {m: i for i, m in enumerate(dict.fromkeys(df["model"]))}
+    fam_rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    df["_model_sort"] = [fam_rank.get(f, len(FAMILY_ORDER)) * 10_000 + first_seen[m]
+                         for f, m in zip(df["family"], df["model"])]
+    return df
+
+
+def _sort_key(knobs: dict[str, Any]) -> tuple:
+    return tuple((k, float(v)) if isinstance(v, (int, float)) else (k, math.inf, str(v)) for k, v in sorted(knobs.items()))
+
+
+def row_keys(df: pd.DataFrame) -> list[str]:
+    """Columns that identify one row of the report's tables."""
+    keys = []
+    if df["run_id"].nunique() > 1:
+        keys.append("run_id")
+    if df["point_label"].nunique() > 1:
+        keys.append("point_label")
+    return keys + ["model"]
+
+
+def model_order(df: pd.DataFrame) -> list[str]:
+    """Models ordered by family (single frame, order invariant, order aware), then as the run listed them."""
+    return list(df.sort_values("_model_sort", kind="stable")["model"].drop_duplicates())
+
+
+def scale_label(df: pd.DataFrame, scale: str) -> str:
+    """``"train clip T8 32² small_cnn"`` from the dims the records at ``scale`` actually used."""
+    sub = df[df["scale"] == scale]
+    if sub.empty:
+        return SCALE_TITLES.get(scale, scale)
+    return f"{SCALE_TITLES.get(scale, scale)} {clip_dims(sub)}"
+
+
+def clip_dims(sub: pd.DataFrame) -> str:
+    """``"T8 32² small_cnn"``; a dim that varies (ablation) is shown as a set, ``T{2,4,8}``."""
+    def vals(col: str) -> list:
+        v = sub[col].dropna().unique().tolist()
+        return sorted(v, key=lambda x: (isinstance(x, str), x))
+
+    def fmt(v: Any) -> str:
+        return str(int(v)) if isinstance(v, (int, float, np.integer, np.floating)) and float(v).is_integer() else str(v)
+
+    t, h, w, bb = vals("frames"), vals("height"), vals("width"), vals("backbone")
+    parts = []
+    if t:
+        parts.append("T" + (fmt(t[0]) if len(t) == 1 else "{" + ",".join(fmt(x) for x in t) + "}"))
+    if h and w:
+        if len(h) == 1 and len(w) == 1:
+            parts.append(f"{fmt(h[0])}²" if h[0] == w[0] else f"{fmt(h[0])}×{fmt(w[0])}")
+        else:
+            parts.append("{" + ",".join(f"{fmt(a)}²" if a == b else f"{fmt(a)}×{fmt(b)}" for a, b in zip(h, w)) + "}")
+    if bb:
+        parts.append("/".join(str(b) for b in bb))
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, int]:
+    """``(mean, half_width, n)`` of a Student-t interval; ``n < 2`` gives ``half_width = NaN`` (no CI)."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = float(x.mean())
+    if n < 2:
+        return mean, math.nan, 1
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return mean, half, n
+
+
+def pareto_front(cost: Iterable[float], acc: Iterable[float]) -> np.ndarray:
+    """Boolean mask of points no other point beats (lower-or-equal cost and higher-or-equal accuracy,
+    strictly better in one). NaNs are never on the front."""
+    c, a = np.asarray(list(cost), float), np.asarray(list(acc), float)
+    ok = np.isfinite(c) & np.isfinite(a)
+    mask = np.zeros(len(c), bool)
+    for i in np.flatnonzero(ok):
+        dominated = ok & (c <= c[i]) & (a >= a[i]) & ((c < c[i]) | (a > a[i]))
+        mask[i] = not dominated.any()
+    return mask
+
+
+# ------------------------------------------------------------------------------------------ main table
+def _pick_batch(sub: pd.DataFrame, how: str) -> float:
+    b = sub["batch_size"].dropna()
+    if b.empty:
+        return math.nan
+    return float(b.min() if how == "min" else b.max())
+
+
+def main_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per row key: accuracy mean ± 95 % t-CI over seeds, ceilings, and per-scale costs.
+
+    Columns: ``model, family[, run_id][, point], acc_top1_mean, acc_top1_ci95, n_seeds, ceiling_top1,
+    acc_shape_mean, acc_direction_mean, ceiling_shape, ceiling_direction``, then for each scale present
+    ``<train|deploy>_{gmacs, params, first_conv_params, latency_ms_p50, latency_ms_p90, throughput_clips_s,
+    peak_mem_mib}``, then ``status`` (``ok`` or what failed). Accuracies are fractions.
+    ``attrs``: ``scales`` (prefix -> clip label), ``batches`` (prefix -> {column: batch}).
+    """
+    df = prepare(df) if "point_label" not in df.columns else df
+    keys = row_keys(df)
+    index = (df.sort_values(["_point_sort", "_model_sort"], kind="stable")
+             .drop_duplicates(keys)[list(dict.fromkeys(keys + ["family", "run_id", "point_label"]))])
+    rows = []
+    for _, idx in index.iterrows():
+        sel = np.ones(len(df), bool)
+        for k in keys:
+            sel &= (df[k] == idx[k]).to_numpy()
+        sub = df[sel]
+        row: dict[str, Any] = {"model": idx["model"], "family": idx["family"]}
+        if "run_id" in keys:
+            row["run_id"] = idx["run_id"]
+        if "point_label" in keys:
+            row["point"] = idx["point_label"]
+        acc = sub[(sub["measurement"] == "accuracy") & (sub["scale"] == "train") & (sub["status"] == "ok")]
+        if acc.empty:  # a run without a train-scale accuracy record may still have one at another scale
+            acc = sub[(sub["measurement"] == "accuracy") & (sub["status"] == "ok")]
+        mean, half, n = t_interval(acc["acc_top1"])
+        row.update(acc_top1_mean=mean, acc_top1_ci95=half, n_seeds=n)
+        allacc = sub[sub["measurement"] == "accuracy"]
+        row["ceiling_top1"] = _first(allacc["ceiling_top1"])
+        row["acc_shape_mean"] = _mean(acc["acc_shape"])
+        row["acc_direction_mean"] = _mean(acc["acc_direction"])
+        row["ceiling_shape"] = _first(allacc["ceiling_shape"])
+        row["ceiling_direction"] = _first(allacc["ceiling_direction"])
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    batches: dict[str, dict[str, float]] = {}
+    scales: dict[str, str] = {}
+    for scale, prefix in SCALES.items():
+        at = df[df["scale"] == scale]
+        if at[at["measurement"] != "accuracy"].empty:
+            continue
+        scales[prefix] = scale_label(df, scale)
+        batches[prefix] = {}
+        for suffix, col, meas, how in COST_COLUMNS:
+            m = at[at["measurement"] == meas]
+            batch = _pick_batch(m, how) if meas in ("latency", "memory") else math.nan
+            batches[prefix][suffix] = batch
+            if not math.isnan(batch):
+                m = m[m["batch_size"] == batch]
+            m = m[m["status"] == "ok"]
+            vals = m.groupby(keys, dropna=False)[col].median() if not m.empty else pd.Series(dtype=float)
+            out[f"{prefix}_{suffix}"] = [vals.get(_key(r, keys), math.nan) for _, r in out.iterrows()]
+    out["status"] = [_status_summary(df, r, keys) for _, r in out.iterrows()]
+    out.attrs["scales"] = scales
+    out.attrs["batches"] = batches
+    out.attrs["keys"] = ["point" if k == "point_label" else k for k in keys]
+    return out
+
+
+def _key(row: pd.Series, keys: list[str]):
+    vals = tuple(row["point" if k == "point_label" else k] for k in keys)
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _first(s: pd.Series) -> float:
+    s = s.dropna()
+    return float(s.iloc[0]) if not s.empty else math.nan
+
+
+def _mean(s: pd.Series) -> float:
+    s = s.dropna()
+    return float(s.mean()) if not s.empty else math.nan
+
+
+def _select(df: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
+    sel = np.ones(len(df), bool)
+    for k in keys:
+        sel &= (df[k] == row["point" if k == "point_label" else k]).to_numpy()
+    return df[sel]
+
+
+def _status_summary(df: pd.DataFrame, row: pd.Series, keys: list[str]) -> str:
+    bad = _select(df, row, keys)
+    bad = bad[bad["status"] != "ok"]
+    if bad.empty:
+        return "ok"
+    parts = []
+    for (status, meas, scale), g in bad.groupby(["status", "measurement", "scale"], dropna=False, sort=False):
+        b = sorted({int(x) for x in g["batch_size"].dropna()}) if meas in ("latency", "memory") else []
+        where = f"{SCALES.get(scale, scale)} {meas}" + (f" b{','.join(map(str, b))}" if b else "")
+        parts.append(f"{status}: {where}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def failed_cells(df: pd.DataFrame) -> dict[tuple, str]:
+    """``(row key..., prefix, measurement, batch) -> status`` for every non-ok record (to print OOM in a cell)."""
+    keys = row_keys(df)
+    out: dict[tuple, str] = {}
+    for _, r in df[df["status"] != "ok"].iterrows():
+        key = tuple(r[k] for k in keys)
+        b = r["batch_size"]
+        out[key + (SCALES.get(r["scale"], r["scale"]), r["measurement"], float(b) if pd.notna(b) else math.nan)] = r["status"]
+    return out
+
+
+def failures_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every non-ok record: model, point, seed, measurement, scale, batch, status and its error message."""
+    bad = df[df["status"] != "ok"].sort_values(["_model_sort", "_point_sort"], kind="stable")
+    cols = ["run_id", "model", "family", "point_label", "seed", "measurement", "scale", "batch_size", "status", "error"]
+    out = bad[cols].rename(columns={"point_label": "point", "batch_size": "batch"}).reset_index(drop=True)
+    out["scale"] = out["scale"].map(lambda s: SCALES.get(s, s))
+    out["error"] = out["error"].fillna("").astype(str).map(lambda e: e.strip().splitlines()[-1][:200] if e.strip() else "")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ other tables
+def ceiling_table(main: pd.DataFrame) -> pd.DataFrame:
+    """Per family: its Bayes ceilings and the best / mean measured top-1 (fractions)."""
+    rows = []
+    for fam, g in main.groupby("family", sort=False):
+        g = g[np.isfinite(g["acc_top1_mean"].astype(float))]
+        best = g.loc[g["acc_top1_mean"].idxmax()] if not g.empty else None
+        rows.append({
+            "family": fam,
+            "ceiling_top1": _first(main.loc[main["family"] == fam, "ceiling_top1"]),
+            "ceiling_shape": _first(main.loc[main["family"] == fam, "ceiling_shape"]),
+            "ceiling_direction": _first(main.loc[main["family"] == fam, "ceiling_direction"]),
+            "best_model": best["model"] if best is not None else "",
+            "best_acc_top1": float(best["acc_top1_mean"]) if best is not None else math.nan,
+            "mean_acc_top1": float(g["acc_top1_mean"].mean()) if not g.empty else math.nan,
+            "n_models": int((main["family"] == fam).sum()),
+        })
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["gap_to_ceiling"] = out["ceiling_top1"] - out["best_acc_top1"]
+    return out
+
+
+def flow_split_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Latency of models with a flow stage split into flow and network (ms, smallest batch, per scale)."""
+    lat = df[(df["measurement"] == "latency") & (df["status"] == "ok") & df["flow_latency_ms_p50"].notna()]
+    if lat.empty:
+        return pd.DataFrame(columns=["model", "family", "scale", "batch", "latency_ms_p50", "flow_ms", "network_ms",
+                                     "flow_share"])
+    keys = row_keys(df)
+    rows = []
+    for scale, at in lat.groupby("scale", sort=False):
+        at = at[at["batch_size"] == at["batch_size"].min()] if at["batch_size"].notna().any() else at
+        for key, g in at.sort_values("_model_sort").groupby(keys, sort=False):
+            total = float(g["latency_ms_p50"].median())
+            flow = float(g["flow_latency_ms_p50"].median())
+            row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+            row.update(family=g["family"].iloc[0], scale=SCALES.get(scale, scale), batch=_first(g["batch_size"]),
+                       latency_ms_p50=total, flow_ms=flow, network_ms=max(total - flow, 0.0),
+                       flow_share=flow / total if total > 0 else math.nan)
+            rows.append(row)
+    return pd.DataFrame(rows).rename(columns={"point_label": "point"})
+
+
+def varied_knobs(df: pd.DataFrame) -> dict[str, list]:
+    """Knobs whose value differs between the points of the runs, with their sorted values."""
+    knobs: dict[str, set] = {}
+    for p in df["point"].dropna().unique():
+        for k, v in point_knobs(p).items():
+            knobs.setdefault(k, set()).add(json.dumps(v))
+    out = {}
+    for k, vs in knobs.items():
+        vals = [json.loads(v) for v in vs]
+        if len(vals) > 1:
+            out[k] = sorted(vals, key=lambda v: (not isinstance(v, (int, float)), v if isinstance(v, (int, float)) else str(v)))
+    return out
+
+
+ABLATION_METRICS: tuple[tuple[str, str, str], ...] = (
+    # (record column, measurement, axis label)
+    ("acc_top1", "accuracy", "top-1 accuracy (%)"),
+    ("gmacs", "flops", "GMACs per clip"),
+    ("params", "params", "parameters (M)"),
+    ("latency_ms_p50", "latency", "latency p50 (ms)"),
+    ("peak_mem_mib", "memory", "peak memory (MiB)"),
+)
+
+
+def ablation_table(df: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """Long table for one knob: ``model, family, scale, <knob>, metric, mean, ci95, n`` (ok records only;
+    latency/memory at each scale's smallest batch, accuracy mean ± t-CI over seeds)."""
+    d = df[df["status"] == "ok"].copy()
+    d[knob] = [point_knobs(p).get(knob) for p in d["point"]]
+    d = d[d[knob].notna()]
+    others = [c for c in ("run_id",) if d["run_id"].nunique() > 1]
+    rows = []
+    for col, meas, _ in ABLATION_METRICS:
+        m = d[d["measurement"] == meas]
+        if m.empty or m[col].notna().sum() == 0:
+            continue
+        for scale, at in m.groupby("scale", sort=False):
+            if meas in ("latency", "memory") and at["batch_size"].notna().any():
+                at = at[at["batch_size"] == at["batch_size"].min()]
+            for key, g in at.groupby(others + ["model", knob], sort=False):
+                mean, half, n = t_interval(g[col]) if meas == "accuracy" else (float(g[col].median()), math.nan, len(g))
+                key = key if isinstance(key, tuple) else (key,)
+                row = dict(zip(others + ["model", knob], key))
+                row.update(family=g["family"].iloc[0], scale=SCALES.get(scale, scale), metric=col, mean=mean,
+                           ci95=half, n=n, _model_sort=g["_model_sort"].iloc[0])
+                rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return out.sort_values(["metric", "scale", "_model_sort", knob], kind="stable").drop(columns="_model_sort").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ params vs T
+PARAM_FRAMES = (1, 2, 4, 8, 16)
+
+
+def params_vs_frames(
+    df: pd.DataFrame,
+    *,
+    frames: Iterable[int] = PARAM_FRAMES,
+    build: Callable[..., Any] | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """``(table, source)``: params and first-conv params per model and T.
+
+    From an ablation over ``frames`` when the runs hold one (``source="ablation"``); otherwise by building
+    each model at every T with the run's backbone and classes (``source="built"``; params only, no forward).
+    Columns: ``model, family, scale, frames, params, first_conv_params``.
+    """
+    ok = df[(df["measurement"] == "params") & (df["status"] == "ok")]
+    if "frames" in varied_knobs(df) and not ok.empty:
+        cols = ["model", "family", "scale", "frames"]
+        t = (ok.sort_values("_model_sort").groupby(cols, sort=False)[["params", "first_conv_params"]]
+             .median().reset_index())
+        t["scale"] = t["scale"].map(lambda s: SCALES.get(s, s))
+        return t.sort_values(["scale", "frames"], kind="stable").reset_index(drop=True), "ablation"
+    return _built_params(df, frames=tuple(frames), build=build), "built"
+
+
+def _built_params(df: pd.DataFrame, *, frames: tuple[int, ...], build: Callable[..., Any] | None) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    cols = ["model", "family", "scale", "frames", "params", "first_conv_params", "error"]
+    src = df[df["measurement"] == "params"]
+    if src.empty:
+        return pd.DataFrame(columns=cols)
+    scale = "cost" if (src["scale"] == "cost").any() else "train"
+    src = src[src["scale"] == scale]
+    if build is None:
+        try:
+            build = _default_param_counter()
+        except Exception as exc:  # noqa: BLE001 - no models to build is a note in the report, not a crash
+            return pd.DataFrame([{"model": "", "error": f"cannot import fusion_models: {exc}"}], columns=cols)
+    for model in model_order(src):
+        r = src[src["model"] == model].iloc[0]
+        for t in frames:
+            try:
+                counted = build(model, frames=int(t), height=_int(r["height"], 32), width=_int(r["width"], 32),
+                              num_classes=_int(r["num_classes"], 16),
+                              backbone=r["backbone"] if isinstance(r["backbone"], str) else None)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be built at this T is skipped
+                rows.append({"model": model, "family": r["family"], "scale": SCALES[scale], "frames": t,
+                             "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:160]})
+                continue
+            if counted is None:  # T below the model's minimum (e.g. flow needs two frames): no point, no error
+                continue
+            p, fc = counted
+            rows.append({"model": model, "family": r["family"], "scale": SCALES[scale], "frames": t,
+                         "params": p, "first_conv_params": fc, "error": ""})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _int(v: Any, default: int) -> int:
+    try:
+        return int(v) if pd.notna(v) else default
+    except (TypeError, ValueError):
+        return default
+
+
+_PARAM_CACHE: dict[tuple, tuple[int, int]] = {}
+
+
+def _default_param_counter() -> Callable[..., tuple[int, int]]:
+    import torch  # noqa: F401 - fail early, with a clear note, when torch is missing
+
+    from fusion_models.clip import ClipSpec
+    from fusion_models.registry import build_model, model_info
+
+    def count(model: str, *, frames: int, height: int, width: int, num_classes: int, backbone: str | None):
+        """``(params, first_conv_params)`` of ``model`` built for T=``frames``; ``None`` below its minimum T."""
+        if frames < model_info(model).min_frames:
+            return None
+        key = (model, frames, height, width, num_classes, backbone)
+        if key not in _PARAM_CACHE:
+            net = build_model(model, clip=ClipSpec(frames=frames, height=height, width=width),
+                              num_classes=num_classes, backbone=backbone)
+            total = sum(p.numel() for p in net.parameters())
+            _PARAM_CACHE[key] = (total, _first_conv_params(net))
+        return _PARAM_CACHE[key]
+
+    return count
+
+
+def _first_conv_params(net: Any) -> int:
+    """Parameters of the first convolution of each distinct input path (flow and RGB stems both count)."""
+    try:
+        from bench.measure.params import first_conv_params  # the measurement owner's definition, when it exists
+
+        return int(first_conv_params(net))
+    except Exception:  # noqa: BLE001
+        from torch import nn
+
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                return sum(p.numel() for p in m.parameters())
+        return 0
