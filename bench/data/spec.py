@@ -27,7 +27,7 @@ class DatasetSpec:
     # --- synthetic motion set -------------------------------------------------------------------
     num_shapes: int = 4                # S shapes -> K = 4 * S classes (synthetic)
     speed: tuple[int, int] = (1, 3)    # px/frame, inclusive; >= 1 so direction is visible in 2 frames
-    sprite_size: float = 0.35          # sprite side as a fraction of min(H, W): 11 px at 32x32, enough for shape
+    sprite_size: float = 0.45          # side as a fraction of min(H, W): 14 px at 32x32 (11 px: shape only 83 %)
     texture: float = 0.25              # background texture amplitude around grey 0.5 (0 = flat)
     noise: float = 0.0                 # additive Gaussian noise sigma, per pixel and frame
     camera: int = 0                    # max global background pan in px/frame, independent of class (0 = off)
