@@ -37,7 +37,9 @@ def fmt_num(v: Any, digits: int = 3) -> str:
         return "—"
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
-    if not isinstance(v, (int, float, np.integer, np.floating)):
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if not isinstance(v, (float, np.floating)):
         return str(v)
     v = float(v)
     a = abs(v)
@@ -100,10 +102,7 @@ def display_main_table(main: pd.DataFrame, failed: dict[tuple, str]) -> pd.DataF
     cols[(acc_group, "top-1 ± 95% CI" if any_ci else "top-1 (1 seed, no CI)")] = top1
     cols[(acc_group, "seeds")] = [str(int(n)) for n in main["n_seeds"]]
     cols[(acc_group, "ceiling")] = [fmt_pct(v, 0) for v in main["ceiling_top1"]]
-    if main["acc_shape_mean"].notna().any():
-        cols[(acc_group, "shape")] = [fmt_pct(v) for v in main["acc_shape_mean"]]
-    if main["acc_direction_mean"].notna().any():
-        cols[(acc_group, "direction")] = [fmt_pct(v) for v in main["acc_direction_mean"]]
+    # shape / direction accuracies live in the ceiling figure and tables/main.csv: the main table is wide enough
     for prefix, label in scales.items():
         group = f"cost — {label}"
         for suffix, meas, header, div in _COST_DISPLAY:
@@ -205,13 +204,13 @@ def render_markdown(blocks: list[Block], base: Path) -> str:
 
 # ------------------------------------------------------------------------------------------ html
 _CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;max-width:1280px;margin:24px auto;
+body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;max-width:1500px;margin:24px auto;
 padding:0 24px;color:#1d1d1f;line-height:1.45;font-size:15px}
 h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;
 border-bottom:1px solid #eee;padding-bottom:.15em}h3{font-size:1.05em}
 table{border-collapse:collapse;font-size:12.5px;margin:.6em 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d0d0;padding:3px 7px}th{background:#f3f4f6;font-weight:600}
-td.num{text-align:right;white-space:nowrap}tr:nth-child(even) td{background:#fafafa}
+td{white-space:nowrap}td.num{text-align:right}tr:nth-child(even) td{background:#fafafa}
 td.bad{color:#b00020;font-weight:600}.scroll{overflow-x:auto}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444;margin-top:.3em}
