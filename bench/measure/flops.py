@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._common import as_tuple, mha_fastpath_disabled, to_json
+from ._common import MeasureOOM, _is_oom, as_tuple, mha_fastpath_disabled, to_json
 from .flop_handlers import FVCORE_HANDLES, FVCORE_IGNORED, is_data_movement, is_policy_zero, torch_custom_mapping
 
 FLOPS_POLICY = "matmul-macs-v1"  # what counts: matmul-like MACs only; bump when the policy changes
@@ -82,6 +82,7 @@ def count_flops(model: nn.Module, inputs: torch.Tensor | tuple) -> FlopsResult:
 
     ``inputs``: a tensor (e.g. a clip ``[B, T, C, H, W]``) or a tuple of positional arguments. The counts
     are for the whole batch; divide by ``B`` for per-clip cost. The model's train/eval mode is restored.
+    A counter that fails is recorded in ``*_error``; only when both run out of memory is ``MeasureOOM`` raised.
     """
     args = as_tuple(inputs)
     was_training = model.training
@@ -92,6 +93,8 @@ def count_flops(model: nn.Module, inputs: torch.Tensor | tuple) -> FlopsResult:
             th = _count_torch(model, args)
     finally:
         model.train(was_training)
+    if fv["oom"] and th["oom"]:
+        raise MeasureOOM(f"out of memory while counting FLOPs: {th['error']}")
 
     unexplained = sorted({op for op in [*fv["unsupported"], *th["unsupported"]] if not is_policy_zero(op)})
     by_module = fv["by_module"] if fv["error"] is None else th["by_module"]
@@ -133,7 +136,7 @@ def _zero_macs(inputs: list, outputs: list) -> int:
 
 
 def _count_fvcore(model: nn.Module, args: tuple) -> dict[str, Any]:
-    out: dict[str, Any] = {"total": None, "by_module": {}, "by_operator": {}, "unsupported": {}, "error": None}
+    out: dict[str, Any] = {"total": None, "by_module": {}, "by_operator": {}, "unsupported": {}, "error": None, "oom": False}
     try:
         with _quiet_fvcore():
             from fvcore.nn import FlopCountAnalysis  # its import warns (torch.jit.script deprecation)
@@ -152,7 +155,7 @@ def _count_fvcore(model: nn.Module, args: tuple) -> dict[str, Any]:
         out["total"] = total / 1e9
         out["by_module"] = {name: by_module.get(name, 0) / 1e9 for name, _ in model.named_children()}
     except Exception as exc:  # tracing fails on data-dependent control flow, unsupported inputs, ...
-        out["error"] = _error_text(exc)
+        out["error"], out["oom"] = _error_text(exc), _is_oom(exc)
     return out
 
 
@@ -170,7 +173,7 @@ class _LeafOpLog(TorchDispatchMode):
 
 
 def _count_torch(model: nn.Module, args: tuple) -> dict[str, Any]:
-    out: dict[str, Any] = {"total": None, "by_module": {}, "unsupported": {}, "error": None}
+    out: dict[str, Any] = {"total": None, "by_module": {}, "unsupported": {}, "error": None, "oom": False}
     try:
         log = _LeafOpLog()
         counter = FlopCounterMode(display=False, custom_mapping=torch_custom_mapping())
@@ -190,5 +193,5 @@ def _count_torch(model: nn.Module, args: tuple) -> dict[str, Any]:
                     skipped[name] += n
         out["unsupported"] = dict(sorted(skipped.items()))
     except Exception as exc:
-        out["error"] = _error_text(exc)
+        out["error"], out["oom"] = _error_text(exc), _is_oom(exc)
     return out

@@ -144,8 +144,9 @@ def measure_latency(
     ``clip[0]`` (1 for latency, larger for throughput). Warm-up (compilation, allocator growth, caches)
     stops once stable -- which takes at least ``2 * warmup_window`` calls -- or after ``warmup_s`` (>= 2 calls). Sampling
     runs until ``min_samples`` samples *and* ``min_time_s`` are reached, or ``max_time_s`` runs out (never
-    fewer than 5 samples). ``num_threads`` sets torch's intra-op threads for the measurement only.
-    Raises ``MeasureOOM`` when the batch does not fit.
+    fewer than 5 samples). ``num_threads`` sets torch's intra-op threads for the measurement only (use 1
+    on a shared CPU: oversubscribed OpenMP threads stall for whole scheduler quanta). The model is moved
+    to ``device`` and put in eval mode (in place). Raises ``MeasureOOM`` when the batch does not fit.
     """
     dev = resolve_device(device)
     old_threads = torch.get_num_threads()

@@ -42,13 +42,13 @@ class MemoryResult:
     device: str
 
     def as_dict(self) -> dict[str, Any]:
-        """Flat record fields; the suffix says inference or training."""
-        kind = "train" if self.train_step else "infer"
+        """Flat record fields (one memory record per call; the runner prefixes a training step's)."""
         return {
-            f"peak_mem_mib_{kind}": self.peak_mem_mib,
-            f"baseline_mem_mib_{kind}": self.baseline_mib,
-            f"reserved_mem_mib_{kind}": self.reserved_mib,
+            "peak_mem_mib": self.peak_mem_mib,
+            "baseline_mib": self.baseline_mib,
+            "reserved_mib": self.reserved_mib,
             "mem_method": self.method,
+            "mem_train_step": self.train_step,
             "mem_batch_size": self.batch_size,
             "mem_device": self.device,
         }
@@ -121,7 +121,8 @@ def measure_memory(
     ``train_step=True``: train mode, forward, ``loss_fn(out).backward()``, one ``SGD(momentum=0.9)`` step
     from a fresh optimizer (its momentum buffers count); weights, grads and mode are restored after.
     ``cpu_method``: ``"tensors"`` (live tensor storages, default) or ``"allocator"`` (CPU allocator events,
-    kernel scratch included). Raises ``MeasureOOM`` when it does not fit.
+    kernel scratch included). The model is moved to ``device`` (in place); its train/eval mode is restored.
+    Raises ``MeasureOOM`` when it does not fit.
     """
     if cpu_method not in ("tensors", "allocator"):
         raise ValueError(f"cpu_method must be 'tensors' or 'allocator', got {cpu_method!r}")

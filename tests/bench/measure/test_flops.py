@@ -246,3 +246,14 @@ def test_counters_agree_on_every_registered_model(name):
     if fr.fvcore_error is not None:
         pytest.xfail(f"{name}: fvcore cannot trace it ({fr.fvcore_error}); torch's count stands")
     assert fr.counters_agree(), f"{name}: fvcore {fr.gmacs} GMACs vs torch {fr.gflops_torch} GFLOPs"
+
+
+def test_oom_in_both_counters_raises_measure_oom():
+    from bench.measure import MeasureOOM
+
+    class Hog(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB")
+
+    with pytest.raises(MeasureOOM):
+        count_flops(Hog(), torch.randn(1))
