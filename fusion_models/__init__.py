@@ -14,7 +14,7 @@ from .registry import ModelInfo, UnknownModelError, build_model, list_models, mo
 # Model modules, imported for their @register_model side effect (appearance -> input -> late -> pooled
 # -> recurrent -> explicit flow -> learned motion).
 from . import single_frame, early_fusion, late_fusion, pooling, recurrent  # noqa: E402,F401  isort: skip
-from . import hidden_two_stream  # noqa: E402,F401  isort: skip  (two_stream goes before it once flow.py lands)
+from . import two_stream, hidden_two_stream  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Backbone",

@@ -8,6 +8,8 @@ from torch import nn
 from fusion_models import build_backbone
 from fusion_models.backbone import Backbone, inflate_conv, small_cnn
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 
 def test_small_cnn_shapes():
     bb = build_backbone("small_cnn", width=8).eval()

@@ -18,6 +18,8 @@ from fusion_models.layers import (
     TemporalPool,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 close = torch.testing.assert_close
 
 

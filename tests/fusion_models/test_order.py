@@ -10,6 +10,8 @@ import torch
 
 from fusion_models import ClipSpec, build_model, list_models, model_info
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 CLIP = ClipSpec(frames=5, height=32, width=32)  # odd T: the middle frame stays the middle frame
 # Float noise moves an order-invariant output by ~1e-7 of its scale; order-aware models at random init
 # move by >= 5e-4 on this clip (measured). 1e-5 sits far from both.
