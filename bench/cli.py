@@ -27,8 +27,23 @@ def user_errors() -> Iterator[None]:
         fail(str(msg))
 
 
-def _command_line() -> str:
-    return "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(ctx: typer.Context | None = None) -> str:
+    """The command as the user gave it (options they set explicitly, with their values)."""
+    if ctx is None:
+        return "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    parts = ["bench", ctx.info_name or ""]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name == "DEFAULT":
+            continue
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            parts += [shlex.quote(str(v)) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            continue
+        flag = param.opts[0]
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            parts += [flag, shlex.quote(str(v))]
+    return " ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------- list
@@ -63,6 +78,7 @@ def _run_options(**kw):
 
 @app.command("run")
 def run_cmd(
+    ctx: typer.Context,
     models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
     dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
     root: Optional[str] = typer.Option(None, help="dataset root for real videos (folder, CSV manifest, UCF/HMDB root)"),
@@ -93,7 +109,7 @@ def run_cmd(
     from .runner import resolve_device
 
     if resume:
-        return _resume(resume, out)
+        return _resume(resume, out, ctx)
     with user_errors():
         dev = resolve_device(device)
         if device == "auto":
@@ -105,11 +121,12 @@ def run_cmd(
             noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
         )
         spec = build_run_spec(opts, resolved_device=dev)
-    _execute([spec], out, run_id=None)
+    _execute([spec], out, run_id=None, ctx=ctx)
 
 
 @app.command("ablate")
 def ablate_cmd(
+    ctx: typer.Context,
     vary: List[str] = typer.Option(..., "--vary", help="KNOB=V1,V2,... (repeatable): frames, size, noise, camera, "
                                                          "distractors, texture, batch, epochs, backbone"),
     models: str = typer.Option("all", "--models", "-m"),
@@ -136,10 +153,10 @@ def ablate_cmd(
                             profile=profile, device=device, measure=measure, epochs=epochs, cost_clip=cost_clip,
                             threads=threads)
         points = ablation_points(build_run_spec(opts, resolved_device=dev), grid)
-    _execute(points, out, run_id=None, prefix="ablate")
+    _execute(points, out, run_id=None, prefix="ablate", ctx=ctx)
 
 
-def _resume(run: str, out: Path) -> None:
+def _resume(run: str, out: Path, ctx: typer.Context | None = None) -> None:
     from .config import run_spec_from_dict
     from .results import RunStore
 
@@ -150,18 +167,19 @@ def _resume(run: str, out: Path) -> None:
             raise ValueError(f"run {run} has no run.json with its points; it cannot be resumed")
         points = [run_spec_from_dict(p) for p in meta["points"]]
     err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
-    _execute(points, out, run_id=store.run_id, store=store)
+    _execute(points, out, run_id=store.run_id, store=store, ctx=ctx)
 
 
-def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None) -> None:
+def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None,
+             ctx: typer.Context | None = None) -> None:
     from .results import RunStore, new_run_id
     from .runner import Runner, finish_run, start_run
 
     if store is None:
         store = RunStore.create(out, run_id or new_run_id(prefix))
-        start_run(store, points, command=_command_line(), device=points[0].device)
+        start_run(store, points, command=_command_line(ctx), device=points[0].device)
     else:
-        store.update_meta(status="running", resumed_command=_command_line())
+        store.update_meta(status="running", resumed_command=_command_line(ctx))
     total = sum(len(p.models) * len(p.seeds) for p in points)
     err_console.print(f"run {store.run_id}: {len(points)} point(s), {total} model run(s) -> {store.path}")
     runner = Runner(store, progress=None)
@@ -230,13 +248,16 @@ def compare_cmd(
                            out_dir=str(out) if out else None)
     from rich.table import Table
 
-    df = res.table
-    t = Table(title=f"{metric}: " + (f"{run_b} vs {run_a}" if run_b else f"relative to {baseline}"))
+    shown = ["group", "model", "value", "baseline_value", "value_a", "value_b", "ratio", "p_holm", "signif", "status"]
+    df = res.table[[c for c in shown if c in res.table.columns]]
+    t = Table(title=f"{metric}: " + (f"{run_b} / {run_a}" if run_b else f"relative to {baseline}"))
     for c in df.columns:
-        t.add_column(str(c))
+        t.add_column(str(c), overflow="fold")
     for _, row in df.iterrows():
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()])
     out_console.print(t)
+    for note in getattr(res, "notes", []) or []:
+        err_console.print(f"note: {note}")
     if getattr(res, "figure", None):
         out_console.print(f"figure: {res.figure}")
 

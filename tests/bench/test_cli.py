@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
 def test_list_table_and_unknown_pattern():
@@ -110,3 +110,14 @@ def test_ablate_smoke(tmp_path):
     recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     assert sorted({json.loads(r["point"])["frames"] for r in recs}) == [2, 3]
     assert sorted({r["frames"] for r in recs if r["scale"] == "train"}) == [2, 3]
+
+
+def test_flow_commands(tmp_path):
+    res = invoke("flow", "throughput", "--sizes", "16", "--batches", "1", "--frames", "3", "--threads", "1",
+                 "--csv", tmp_path / "t.csv")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "t.csv").exists() and "farneback" in res.output.lower()
+    rob = invoke("flow", "robustness", "--size", "24", "--sigmas", "0,0.05", "--pans", "0")
+    assert rob.exit_code == 0, rob.output
+    bad = invoke("flow", "throughput", "--sizes", "a")
+    assert bad.exit_code == 2 and "--sizes" in bad.output

@@ -1,0 +1,76 @@
+"""`bench flow`: optical-flow throughput and robustness tables (thin adapter over bench.flowbench)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .console import fail, out_console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        fail(f"{what} must be comma-separated numbers, got {text!r}")
+    if not vals:
+        fail(f"{what} needs at least one value")
+    return vals
+
+
+def _show(df, title: str, csv: Optional[Path]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c))
+    for _, row in df.iterrows():
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()])
+    out_console.print(t)
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(csv, index=False)
+        out_console.print(f"written: {csv}")
+
+
+@app.command("throughput")
+def throughput_cmd(
+    sizes: str = typer.Option("32,64,112", help="square frame sizes"),
+    batches: str = typer.Option("1,32", help="clips per call"),
+    frames: int = typer.Option(8, help="T per clip (T-1 flow fields)"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, help="threads for torch and OpenCV alike"),
+    farneback: bool = typer.Option(True, "--farneback/--no-farneback", help="also time OpenCV Farneback (CPU)"),
+    csv: Optional[Path] = typer.Option(None, help="also write the table as CSV"),
+) -> None:
+    """Flow fields/s of our Horn-Schunck module vs OpenCV Farneback."""
+    from .flowbench import flow_throughput
+    from .runner import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        df = flow_throughput([int(s) for s in _floats(sizes, "--sizes")], [int(b) for b in _floats(batches, "--batches")],
+                             dev, frames=frames, farneback=farneback, threads=threads)
+    except ValueError as exc:
+        fail(str(exc))
+    _show(df, "optical-flow throughput (fields/s)", csv)
+
+
+@app.command("robustness")
+def robustness_cmd(
+    size: int = typer.Option(32),
+    sigmas: str = typer.Option("0,0.01,0.02,0.05,0.1", help="Gaussian noise std (frames in [0, 1])"),
+    pans: str = typer.Option("0,1,2,4", help="camera pan px/frame"),
+    csv: Optional[Path] = typer.Option(None),
+) -> None:
+    """End-point error vs noise and vs camera pan, ours vs Farneback."""
+    from .flowbench import flow_robustness
+
+    try:
+        df = flow_robustness(size=size, sigmas=_floats(sigmas, "--sigmas"), pans=_floats(pans, "--pans"))
+    except ValueError as exc:
+        fail(str(exc))
+    _show(df, "optical-flow EPE (px)", csv)
