@@ -189,21 +189,34 @@ class ThroughputRecord:
     ms_per_call_p50: float
     ms_per_call_iqr: float
     runs: int               # timed blocks behind the median
-    threads: int            # torch intra-op threads (OpenCV's own pool for Farneback)
+    threads: int            # torch intra-op threads, and OpenCV's pool size during the Farneback runs
 
 
 def flow_throughput(sizes: Sequence[int] = (32, 64, 112), batches: Sequence[int] = (1, 32), device: str = "cpu", *,
                     frames: int = 8, min_run_time_s: float = 0.5, farneback: bool = True,
-                    hs_kwargs: dict | None = None) -> pd.DataFrame:
+                    hs_kwargs: dict | None = None, threads: int | None = None) -> pd.DataFrame:
     """Throughput (flow fields/s) of HornSchunck on ``device`` and Farneback (CPU) on ``[batch, frames, 3, S, S]``.
 
     Timing uses ``torch.utils.benchmark`` (one warm-up call, then blocked runs for at least ``min_run_time_s``;
     median and IQR). On CUDA the timer synchronises. A failing size (e.g. OOM) becomes a record with NaN rates.
+    ``threads`` (default: torch's current count) is applied to torch and OpenCV alike, so both methods get
+    the same cores; on a shared machine ``threads=1`` gives the steadiest comparison.
     """
+    import cv2
     from torch.utils import benchmark as tb
 
     hs = HornSchunck(**(hs_kwargs or {})).to(device)
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        return _throughput(hs, sizes, batches, device, frames, min_run_time_s, farneback, threads, tb)
+    finally:
+        cv2.setNumThreads(cv_threads)
+
+
+def _throughput(hs: HornSchunck, sizes: Sequence[int], batches: Sequence[int], device: str, frames: int,
+                min_run_time_s: float, farneback: bool, threads: int, tb) -> pd.DataFrame:
     records = []
     for size in sizes:
         for batch in batches:
@@ -223,7 +236,7 @@ def flow_throughput(sizes: Sequence[int] = (32, 64, 112), batches: Sequence[int]
                 except RuntimeError:  # OOM on a device: keep the row, mark it unmeasured
                     med, iqr, n = float("nan"), float("nan"), 0
                 records.append(ThroughputRecord(method, dev, size, batch, frames, fields, fields / med,
-                                                1e3 * med, 1e3 * iqr, n, _threads(method, threads)))
+                                                1e3 * med, 1e3 * iqr, n, threads))
     return pd.DataFrame([asdict(r) for r in records])
 
 
@@ -233,11 +246,3 @@ def _no_grad(module: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
     if out.is_cuda:
         torch.cuda.synchronize()
     return out
-
-
-def _threads(method: str, torch_threads: int) -> int:
-    if method == "farneback":
-        import cv2
-
-        return int(cv2.getNumThreads())
-    return torch_threads

@@ -233,7 +233,9 @@ def test_fvcore_traces_flow_and_stacking():
     """fvcore traces with torch.jit (sizes become tensors): flow + stack_flow must trace and count the convs."""
     import warnings
 
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore's import touches the deprecated torch.jit.script
+        from fvcore.nn import FlopCountAnalysis
 
     class Stream(torch.nn.Module):
         def __init__(self) -> None:
@@ -302,3 +304,17 @@ def test_cuda_matches_cpu():
     clip = moving_texture(64, (1.2, 0.4), frames=4)[0]
     hs = HornSchunck()
     torch.testing.assert_close(hs.cuda()(clip.cuda()).cpu(), hs.cpu()(clip), rtol=1e-3, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------- bench.flowbench API
+def test_flowbench_tables_have_the_documented_columns():
+    """Smoke test of the library functions behind docs/flow.md (tiny sizes; timings are not asserted)."""
+    from bench.flowbench import flow_robustness, flow_throughput
+
+    rob = flow_robustness(size=16, sigmas=(0.0, 0.05), pans=(0.0, 1.0), seeds=(0,), border=2)
+    assert set(rob["method"]) == {"horn_schunck", "farneback"}
+    assert set(rob["factor"]) == {"noise_sigma", "pan_px"} and len(rob) == 8
+    assert rob["epe_px"].between(0, 10).all()
+    tput = flow_throughput(sizes=(16,), batches=(1,), frames=3, min_run_time_s=0.01, threads=1)
+    assert list(tput["method"]) == ["horn_schunck", "farneback"] and (tput["fields"] == 2).all()
+    assert (tput["fields_per_s"] > 0).all() and (tput["threads"] == 1).all()
