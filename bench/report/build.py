@@ -106,7 +106,7 @@ def build_report(
 
     # ---- summary
     blocks.append(Block("h2", "Summary"))
-    blocks.append(Block("list", items=_findings(main, failures, scales)))
+    blocks.append(Block("list", items=_findings(main, failures, scales) + _latency_quality(df)))
 
     # ---- main table
     blocks.append(Block("h2", "Main table"))
@@ -189,7 +189,8 @@ def build_report(
             blocks.append(Block("h2", "Two-stream latency: optical flow vs network"))
             blocks.append(Block("figure", path=path, text=(
                 "Median latency of models that compute optical flow in their forward pass, split into the flow "
-                "stage (measured alone) and the rest of the network; the label gives the total and the flow share.")))
+                "stage (timed alone) and the rest of the network; the label gives the total and the flow share. "
+                "The two are separate measurements, so on a noisy machine the share can exceed 100 %.")))
 
     # ---- ablations
     knobs = T.varied_knobs(df)
@@ -309,6 +310,19 @@ def _findings(main: pd.DataFrame, failures: pd.DataFrame, scales: dict[str, str]
     return items or ["No ok accuracy or latency records yet."]
 
 
+def _latency_quality(df: pd.DataFrame) -> list[str]:
+    """A warning when the latency measurement itself flagged wide spreads (IQR / median > 0.1)."""
+    if "latency_spread_warning" not in df:
+        return []
+    lat = df[(df["measurement"] == "latency") & (df["status"] == "ok")]
+    flagged = lat[lat["latency_spread_warning"].astype("boolean").fillna(False).astype(bool)]
+    if flagged.empty:
+        return []
+    return [f"Latency spread: {len(flagged)} of {len(lat)} latency measurements have IQR / median > 0.1 (a noisy "
+            f"machine or bimodal timings) — compare their medians with care and re-run on an idle machine "
+            f"({', '.join(list(dict.fromkeys(flagged['model']))[:6])}{', ...' if flagged['model'].nunique() > 6 else ''})."]
+
+
 _ENV_KEYS = (
     ("device", "device"), ("device_name", "device name"), ("cpu_name", "CPU"), ("cpu_count", "CPU cores"),
     ("threads", "torch intra-op threads"), ("interop_threads", "torch inter-op threads"),
@@ -343,7 +357,8 @@ def _environment_blocks(rid: str, meta: dict[str, Any], recs: pd.DataFrame, *, s
     if meta.get("command"):
         blocks.append(Block("p", "Command that produced the run:"))
         blocks.append(Block("code", meta["command"], lang="bash"))
-    if meta.get("spec"):
-        blocks.append(Block("code", json.dumps(meta["spec"], indent=2, sort_keys=True, default=str), lang="json",
+    spec = meta.get("spec") or meta.get("points")
+    if spec:
+        blocks.append(Block("code", json.dumps(spec, indent=2, sort_keys=True, default=str), lang="json",
                             collapsed=True, title="Full run spec (run.json)"))
     return blocks

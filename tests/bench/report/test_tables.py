@@ -80,3 +80,12 @@ def test_flow_split_only_flow_models(runs):
     assert set(flow["model"]) == {"two_stream"} and set(flow["scale"]) == {"train", "deploy"}
     assert list(flow["flow_ms"] + flow["network_ms"]) == pytest.approx(list(flow["latency_ms_p50"]))
     assert flow["flow_share"].between(0, 1).all()
+
+
+def test_prepare_reads_measurement_aliases():
+    df = pd.DataFrame([{"model": "m", "measurement": "params", "scale": "train", "status": "ok",
+                        "params_total": 61728.0, "params_first_conv": 432.0},
+                       {"model": "m", "measurement": "memory", "scale": "train", "status": "ok",
+                        "peak_mem_mib_infer": 5.9}])
+    p = T.prepare(df)
+    assert p.loc[0, "params"] == 61728 and p.loc[0, "first_conv_params"] == 432 and p.loc[1, "peak_mem_mib"] == 5.9
