@@ -6,7 +6,6 @@ Numbers measured on the 2-core dev machine are in docs/data.md.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from bench.data import DatasetSpec, build_dataset, make_loader, torchcodec_error
 from bench.data import synthetic
@@ -71,4 +70,3 @@ def test_real_mp4_decode(benchmark, mp4_root, decoder):
     loader = make_loader(spec, CLIP, "train", batch_size=16)    # random clip per video, resize + crop
     n = benchmark.pedantic(_epoch, args=(loader,), rounds=3, warmup_rounds=1)
     benchmark.extra_info.update(clips_per_round=n, decoder=loader.dataset.decoder, video="160x128, 48 frames, h264")
-    torch.set_num_threads(torch.get_num_threads())

@@ -64,6 +64,9 @@ def list_folder(root: Path, split: str) -> tuple[list[VideoEntry], list[str], li
         class_dirs = {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
         by_split = True
     classes = sorted(class_dirs)
+    if not classes:
+        raise NoUsableVideos(f"{root}: no class folders; expected root/<class>/<video>.{{mp4,avi,mkv,webm}}, "
+                             "a .csv manifest, or --dataset ucf101 / hmdb51")
     entries = []
     for label, name in enumerate(classes):
         folder = base / name

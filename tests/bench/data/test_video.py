@@ -130,6 +130,8 @@ def test_bad_inputs_are_skipped_named_and_counted(video_folder, tmp_path):
 def test_nothing_usable_or_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_dataset(_folder_spec(tmp_path / "nope"), CLIP, "train")
+    with pytest.raises(NoUsableVideos, match="no class folders"):
+        build_dataset(_folder_spec(tmp_path), CLIP, "train")
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.mp4").write_bytes(b"")
     with pytest.warns(UserWarning), pytest.raises(NoUsableVideos, match="no usable videos"):
