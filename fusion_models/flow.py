@@ -3,7 +3,7 @@
     clip [B, T, C, H, W] --gray (1x1 conv)--> [B*T, 1, H, W] --pyramid (stride-2 conv)--> levels
         per level, coarse to fine, all B*(T-1) frame pairs in one batch:
         warp I2 by the upsampled flow --derivative conv--> Ix, Iy, It
-        --K x (replicate pad + 3x3 average conv + per-pixel 2x2 affine)--> flow
+        --iterations x (replicate pad + 3x3 average conv + Horn–Schunck update)--> flow
     --> flow [B, T-1, 2, H, W]  (channel 0 = u along x, 1 = v along y, pixels/frame, I1(p) ~ I2(p + flow(p)))
     --stack_flow--> [B, 2L, H, W]
 
@@ -137,6 +137,9 @@ class HornSchunck(nn.Module):
     def gray(self, clip: torch.Tensor) -> torch.Tensor:
         """Validated luma frames ``[B, T, C, H, W] -> [B*T, 1, H, W]`` in the compute dtype (float32 for uint8/half)."""
         _check_clip(clip)
+        return self._gray(clip)
+
+    def _gray(self, clip: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = clip.shape
         x = clip
         if x.dtype == torch.uint8:
@@ -159,7 +162,13 @@ class HornSchunck(nn.Module):
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """Flow between consecutive frames: ``[B, T, C, H, W] -> [B, T-1, 2, H, W]``."""
-        gray = self.gray(clip)
+        _check_clip(clip)
+        # Under AMP the convs would run in half: Ix² + Iy² (~1e-4..1e-2) and α² lose most of their digits.
+        with torch.autocast(device_type=clip.device.type, enabled=False):
+            return self._flow(clip)
+
+    def _flow(self, clip: torch.Tensor) -> torch.Tensor:
+        gray = self._gray(clip)
         b, t, _, h, w = clip.shape
         if b == 0:
             return gray.new_zeros(0, t - 1, 2, h, w)

@@ -47,6 +47,17 @@ def test_batch_pairs_are_independent():
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
 
 
+def test_autocast_and_empty_batch():
+    """AMP must not push the solver into half precision; an empty batch gives an empty flow."""
+    clip = torch.rand(1, 3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    hs = HornSchunck()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = hs(clip)
+    assert amp.dtype == torch.float32
+    torch.testing.assert_close(amp, hs(clip))
+    assert hs(torch.rand(0, 4, 3, 16, 16)).shape == (0, 3, 2, 16, 16)
+
+
 def test_uint8_is_divided_by_255():
     clip = (torch.rand(1, 3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).round()
     hs = HornSchunck()
