@@ -99,34 +99,39 @@ def test_bf16_autocast_and_channels_last_run():
     assert lr.amp == "bf16" and lr.channels_last and lr.n_samples >= 5
 
 
-def _timer_median_ms(model, x) -> float:
+def _timer_median_ms(model, x, min_run_time: float) -> float:
     import torch.utils.benchmark as tb
 
     timer = tb.Timer("with torch.inference_mode():\n    model(x)", globals={"model": model, "x": x, "torch": torch}, num_threads=1)
-    return timer.blocked_autorange(min_run_time=1.0).median * 1e3
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
 def test_latency_agrees_with_torch_utils_benchmark():
     """Same model, same input, same thread count (1), both under inference mode.
 
-    Timer's median is over blocks of many calls, ours over single calls; on a quiet machine the two agree
-    within a few percent (per-call perf_counter overhead is ~0.1 us on a ~5 ms call). This 2-core box is
-    shared with other jobs: back-to-back runs of the *same* measurement moved by up to ~1.5x when load
-    changed (observed 5.5 ms vs 8.3 ms). So we compare ours to the Timer runs just before and after it,
-    accept within 25 % of that bracket, and retry the whole comparison once before failing.
+    Timer's median is over blocks of many calls, ours over single calls; with the machine to itself the
+    two agree within a few percent (per-call perf_counter overhead is ~10 us on a ~2-5 ms call; measured
+    ratios 0.99-1.01). This 2-core box is shared with other jobs and the *same* measurement jumps between
+    discrete levels (1.8, 2.7, 4.3, 5.9 ms observed within a minute) as neighbours come and go. Contention
+    only ever slows a run, so we interleave four short rounds of each and compare the fastest median each
+    method saw (both most likely caught the uncontended level), within 20 %, retrying once.
     """
     model = nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
     ).eval()
-    x = torch.randn(4, 3, 64, 64)  # ~5-7 ms on one core of the dev box
+    x = torch.randn(4, 3, 64, 64)  # ~2-5 ms on one core of the dev box
     attempts = []
     for _ in range(2):
-        t_before = _timer_median_ms(model, x)
-        ours = measure_latency(model, x, num_threads=1, warmup_s=0.5, min_samples=30, min_time_s=1.0, max_time_s=3.0)
-        t_after = _timer_median_ms(model, x)
-        lo, hi = min(t_before, t_after), max(t_before, t_after)
-        attempts.append((ours.latency_ms_p50, t_before, t_after))
-        if 0.75 * lo <= ours.latency_ms_p50 <= 1.25 * hi:
+        ours, timer, threads = [], [], set()
+        for _ in range(4):
+            timer.append(_timer_median_ms(model, x, 0.3))
+            lr = measure_latency(model, x, num_threads=1, warmup_s=0.3, min_samples=30, min_time_s=0.3, max_time_s=1.0)
+            ours.append(lr.latency_ms_p50)
+            threads.add(lr.threads)
+        assert threads == {1}
+        ratio = min(ours) / min(timer)
+        attempts.append((round(ratio, 3), [round(v, 3) for v in ours], [round(v, 3) for v in timer]))
+        if 0.8 <= ratio <= 1.25:
             return
-    pytest.fail(f"harness p50 vs Timer medians (ours, before, after) in ms: {attempts}")
+    pytest.fail(f"min harness p50 / min Timer median, (ratio, ours ms, Timer ms): {attempts}")
