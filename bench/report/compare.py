@@ -251,10 +251,10 @@ def compare_runs(
     unit = next((u for k, u in UNITS.items() if k in metric), "")
     if id_b:
         title = f"{metric}: {id_b} (B) / {id_a} (A)"
-        xlabel = f"ratio B / A of {metric} (log scale; < 1: B lower)"
+        xlabel = f"{metric}: B / A (log scale; < 1: B lower)"
     else:
         title = f"{metric} relative to {baseline} — run {id_a}"
-        xlabel = f"ratio to {baseline} of {metric} (log scale; < 1: lower than {baseline})"
+        xlabel = f"{metric} / {baseline} (log scale; < 1: lower)"
     plot = table[table["model"] != baseline] if not id_b else table
     fig = F.compare_figure(plot if not plot.empty else table, out / f"{stem}.png", title=title, xlabel=xlabel, dpi=dpi)
     md = out / f"{stem}.md"

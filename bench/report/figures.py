@@ -33,7 +33,14 @@ FAMILY_COLORS = {
 FAMILY_TITLES = {"single_frame": "single frame", "order_invariant": "order invariant", "order_aware": "order aware"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 MIXED = (0.3, 0.3, 0.3)
-_RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 1, 1.25, 2, 5, 10, 20, 50, 100)
+_RATIO_TICKS = (1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 1, 1.25, 2, 5, 10, 20, 50, 100, 1e3, 1e4)
+
+
+def _num(v: float) -> str:
+    """Three significant digits, thousands separated, never scientific notation."""
+    from .render import fmt_num
+
+    return fmt_num(float(v))
 
 
 def family_color(family: str) -> Any:
@@ -313,7 +320,7 @@ def flow_figure(flow: pd.DataFrame, path: Path, *, scale_labels: dict[str, str],
             ax.barh(y, g["network_ms"], left=g["flow_ms"], color=colors, height=0.6, label="network")
             for yi, tot, flow_ms, share in zip(y, g["latency_ms_p50"], g["flow_ms"], g["flow_share"]):
                 # flow is timed alone: on a noisy machine it can exceed the whole model's median; say so
-                note = f"  {tot:.3g} ms, flow {100 * share:.0f}%" + (" (> total: timing noise)" if share > 1 else "")
+                note = f"  {_num(tot)} ms, flow {100 * share:.0f}%" + (" (> total: timing noise)" if share > 1 else "")
                 ax.text(max(tot, flow_ms), yi, note, va="center", fontsize=7.5)
             ax.set_yticks(y, labels, fontsize=8)
             ax.set_xlim(0, max(g["latency_ms_p50"].max(), g["flow_ms"].max()) * 1.6)
@@ -423,7 +430,7 @@ def compare_figure(table: pd.DataFrame, path: Path, *, title: str, xlabel: str, 
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             for yi, ri, stars, status in zip(y, r, g["signif"], g["status"]):
-                txt = (status if status != "ok" else "n/a") if not np.isfinite(ri) else f"{ri:.2f}× {stars}".strip()
+                txt = (status if status != "ok" else "n/a") if not np.isfinite(ri) else f"{_num(ri)}× {stars}".strip()
                 ax.text(0.99, yi, txt, va="center", ha="right", fontsize=7.5, transform=ax.get_yaxis_transform(),
                         color="#b00020" if status != "ok" else "0.15")
             ax.set_yticks(y, list(g["model"]), fontsize=8)

@@ -89,3 +89,18 @@ def test_prepare_reads_measurement_aliases():
                         "peak_mem_mib_infer": 5.9}])
     p = T.prepare(df)
     assert p.loc[0, "params"] == 61728 and p.loc[0, "first_conv_params"] == 432 and p.loc[1, "peak_mem_mib"] == 5.9
+
+
+def test_params_vs_frames_builds_registered_models():
+    """Without an ablation over frames the table comes from building the real models (meta device)."""
+    pytest.importorskip("fusion_models.registry")
+    df = pd.DataFrame([{"model": m, "family": f, "measurement": "params", "scale": "train", "status": "ok",
+                        "frames": 8, "height": 32, "width": 32, "num_classes": 16, "backbone": "small_cnn",
+                        "point": "{}"} for m, f in (("single_frame", "single_frame"), ("early_fusion", "order_aware"))])
+    t, source = T.params_vs_frames(T.prepare(df), frames=(1, 2, 4))
+    assert source == "built" and (t["error"] == "").all(), t["error"].tolist()
+    ef = t[t["model"] == "early_fusion"].set_index("frames")["first_conv_params"]
+    sf = t[t["model"] == "single_frame"].set_index("frames")["first_conv_params"]
+    assert sf.nunique() == 1  # a shared per-frame encoder: flat in T
+    # early fusion stacks T frames as 3T input channels: first-conv weights grow linearly in T
+    assert ef[4] - ef[2] == pytest.approx(2 * (ef[2] - ef[1]))
