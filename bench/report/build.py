@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from bench.results import RunStore, load_results, now_iso, resolve_run
@@ -216,9 +217,10 @@ def build_report(
     if failures.empty:
         blocks.append(Block("p", "None: every measurement finished with status ok."))
     else:
-        blocks.append(Block("table", table=failures.drop(columns=["run_id"] if len(run_ids) == 1 else []),
-                            text="Records whose status is not ok; they are absent from the figures, not dropped "
-                                 "silently. `tables/failures.csv` holds the same rows."))
+        blocks.append(Block("table", table=_failures_by_seed(failures, several=len(run_ids) > 1),
+                            text="Records whose status is not ok (seeds that failed the same way share a row); they "
+                                 "are absent from the figures, not dropped silently. `tables/failures.csv` holds one "
+                                 "row per record."))
 
     # ---- environment
     blocks.append(Block("h2", "Environment and provenance"))
@@ -289,7 +291,7 @@ def _findings(main: pd.DataFrame, failures: pd.DataFrame, scales: dict[str, str]
             if ceil.empty:
                 continue
             b = g.loc[g["acc_top1_mean"].idxmax()]
-            items.append(f"{fam.replace('_', ' ')}: best {_name(b)} at {fmt_pct(b['acc_top1_mean'])} % of a "
+            items.append(f"{fam.replace('_', ' ')}: best {_name(b)} at {fmt_pct(b['acc_top1_mean'])} % against a "
                          f"{fmt_pct(ceil.iloc[0], 0)} % ceiling ({len(g)} model{'s' if len(g) > 1 else ''}).")
         seeds = sorted(set(int(n) for n in acc["n_seeds"]))
         items.append(f"Seeds per model: {', '.join(map(str, seeds))}" + (
@@ -308,6 +310,17 @@ def _findings(main: pd.DataFrame, failures: pd.DataFrame, scales: dict[str, str]
                      + ", ".join(f"{n} {s}" for s, n in counts.items()) + "): "
                      + ", ".join(dict.fromkeys(failures["model"])) + " — see *Failed measurements*.")
     return items or ["No ok accuracy or latency records yet."]
+
+
+def _failures_by_seed(failures: pd.DataFrame, *, several: bool) -> pd.DataFrame:
+    """One row per (model, point, measurement, scale, batch, status, error) with its seeds listed."""
+    keys = [c for c in failures.columns if c not in ("seed",) and (several or c != "run_id")]
+    f = failures.copy()
+    f["batch"] = f["batch"].map(lambda b: str(int(b)) if pd.notna(b) else "")
+    f["seed"] = f["seed"].map(lambda x: str(int(x)) if pd.notna(x) else "?")
+    out = f.groupby(keys, sort=False, dropna=False)["seed"].agg(lambda s: ",".join(dict.fromkeys(s))).reset_index()
+    return out[[c for c in keys if c not in ("status", "error")] + ["seed", "status", "error"]].rename(
+        columns={"seed": "seeds"})
 
 
 def _latency_quality(df: pd.DataFrame) -> list[str]:
@@ -349,11 +362,16 @@ def _environment_blocks(rid: str, meta: dict[str, Any], recs: pd.DataFrame, *, s
     if meta.get("matmul_peak_gflops_s") is not None:
         items.append(("matmul peak (GFLOP/s)", float(meta["matmul_peak_gflops_s"])))
     for key, label in _ENV_KEYS:
-        if env.get(key) is not None:
-            items.append((label, str(env[key]) if not isinstance(env[key], (int, float)) or isinstance(env[key], bool)
-                          else env[key]))
+        v = env.get(key)
+        if v is None:
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            v = "yes" if v else "no"
+        elif not isinstance(v, (int, float, np.integer, np.floating)):
+            v = str(v)
+        items.append((label, v))
     blocks = [Block("h3", f"Run {rid}")] if several else []
-    blocks.append(Block("kv", items=[(k, "yes" if v is True else "no" if v is False else v) for k, v in items]))
+    blocks.append(Block("kv", items=items))
     if meta.get("command"):
         blocks.append(Block("p", "Command that produced the run:"))
         blocks.append(Block("code", meta["command"], lang="bash"))
