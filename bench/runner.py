@@ -203,7 +203,8 @@ class Runner:
                                        batch_size=spec.train.batch_size, num_workers=spec.train.num_workers)
             val_loader = make_loader(spec.dataset, spec.clip, split="val", seed=seed,
                                      batch_size=max(spec.train.batch_size, 64), shuffle=False,
-                                     num_workers=spec.train.num_workers)
+                                     num_workers=spec.train.num_workers,
+                                     video_index=not spec.dataset.is_synthetic)  # video-level accuracy
             res = train_and_evaluate(
                 model, train_loader, val_loader, spec=spec.train, seed=seed, device=device,
                 class_names=getattr(val_ds, "class_names", None),
