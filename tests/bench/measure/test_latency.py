@@ -110,11 +110,14 @@ def test_latency_agrees_with_torch_utils_benchmark():
     """Same model, same input, same thread count (1), both under inference mode.
 
     Timer's median is over blocks of many calls, ours over single calls; with the machine to itself the
-    two agree within a few percent (per-call perf_counter overhead is ~10 us on a ~2-5 ms call; measured
-    ratios 0.99-1.01). This 2-core box is shared with other jobs and the *same* measurement jumps between
-    discrete levels (1.8, 2.7, 4.3, 5.9 ms observed within a minute) as neighbours come and go. Contention
-    only ever slows a run, so we interleave four short rounds of each and compare the fastest median each
-    method saw (both most likely caught the uncontended level), within 20 %, retrying once.
+    two agree within a few percent (per-call harness overhead is ~10 us on a ~2-5 ms call; measured ratios
+    0.99-1.01). This 2-core box is shared with other jobs and the *same* measurement jumps between levels
+    (1.8, 2.7, 4.3, 5.9, 12 ms seen within minutes) as neighbours come and go, on a timescale of seconds.
+    So each Timer run is paired with a harness run right after it (same contention, mostly), and the
+    median of five paired ratios -- robust to two pairs split by a load change -- must lie within
+    [0.7, 1.4]; one retry. Under load, sets of five pairs gave medians 0.81-1.03, so the band is
+    wide enough for this box yet still catches the harness errors that matter, which are factors:
+    ms vs s, per batch vs per call (x4 here), timing the warm-up, or missing synchronisation.
     """
     model = nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
@@ -123,15 +126,14 @@ def test_latency_agrees_with_torch_utils_benchmark():
     x = torch.randn(4, 3, 64, 64)  # ~2-5 ms on one core of the dev box
     attempts = []
     for _ in range(2):
-        ours, timer, threads = [], [], set()
-        for _ in range(4):
-            timer.append(_timer_median_ms(model, x, 0.3))
-            lr = measure_latency(model, x, num_threads=1, warmup_s=0.3, min_samples=30, min_time_s=0.3, max_time_s=1.0)
-            ours.append(lr.latency_ms_p50)
-            threads.add(lr.threads)
-        assert threads == {1}
-        ratio = min(ours) / min(timer)
-        attempts.append((round(ratio, 3), [round(v, 3) for v in ours], [round(v, 3) for v in timer]))
-        if 0.8 <= ratio <= 1.25:
+        ratios = []
+        for _ in range(5):
+            timer_ms = _timer_median_ms(model, x, 0.2)
+            lr = measure_latency(model, x, num_threads=1, warmup_s=0.2, min_samples=20, min_time_s=0.2, max_time_s=1.0)
+            assert lr.threads == 1
+            ratios.append(lr.latency_ms_p50 / timer_ms)
+        median_ratio = sorted(ratios)[2]
+        attempts.append((round(median_ratio, 3), [round(r, 3) for r in ratios]))
+        if 0.7 <= median_ratio <= 1.4:
             return
-    pytest.fail(f"min harness p50 / min Timer median, (ratio, ours ms, Timer ms): {attempts}")
+    pytest.fail(f"harness p50 / Timer median, (median of 5 paired ratios, ratios): {attempts}")
