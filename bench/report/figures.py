@@ -339,12 +339,18 @@ def ablation_figure(abl: pd.DataFrame, knob: str, path: Path, *, metric_labels: 
     """One panel per (metric, scale): metric vs the knob, a line per model (accuracy with 95% t-CI bars)."""
     if abl.empty:
         return None
-    panels = list(dict.fromkeys(zip(abl["metric"], abl["scale"])))
+    # rows of panels follow the metric order of the table, train clip before deploy clip; a deploy clip that is
+    # the training clip (same dims) would repeat every panel, so it is dropped
+    scales = [sc for sc in ("train", "deploy") if sc in set(abl["scale"])]
+    if len(scales) == 2 and scale_labels.get("train", "").split(" ", 2)[-1] == scale_labels.get("deploy", "").split(" ", 2)[-1]:
+        abl = abl[abl["scale"] == "train"]
+    metrics = list(dict.fromkeys(m for m in metric_labels if m in set(abl["metric"])))
+    panels = [(m, sc) for m in metrics for sc in scales if ((abl["metric"] == m) & (abl["scale"] == sc)).any()]
+    one_scale = abl["scale"].nunique() == 1
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     styles = model_styles(abl)
     numeric = pd.api.types.is_numeric_dtype(abl[knob])
-    one_scale = abl["scale"].nunique() == 1
     params_m = abl.loc[abl["metric"] == "params", "mean"].max() >= 1e6
     with _theme():
         fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols + 2.2, 3.4 * nrows), squeeze=False)
@@ -365,6 +371,9 @@ def ablation_figure(abl: pd.DataFrame, knob: str, path: Path, *, metric_labels: 
                 ax.set_xticks(vals, [f"{v:g}" for v in vals])
             if metric != "acc_top1":
                 _log_if_wide(ax, g["mean"] * scale_y, axis="y")
+            else:  # a wide t-interval must not push the axis past what accuracy can be
+                lo, hi = ax.get_ylim()
+                ax.set_ylim(max(lo, 0), min(hi, 100))
             ax.set_xlabel(knob)
             ylabel = metric_labels.get(metric, metric)
             if metric == "params" and not params_m:

@@ -388,7 +388,10 @@ def ablation_table(df: pd.DataFrame, knob: str) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    return out.sort_values(["metric", "scale", "_model_sort", knob], kind="stable").drop(columns="_model_sort").reset_index(drop=True)
+    metric_rank = {c: i for i, (c, _, _) in enumerate(ABLATION_METRICS)}
+    out["_metric_sort"] = out["metric"].map(metric_rank)
+    return (out.sort_values(["_metric_sort", "scale", "_model_sort", knob], ascending=[True, False, True, True],
+                            kind="stable").drop(columns=["_model_sort", "_metric_sort"]).reset_index(drop=True))
 
 
 # ------------------------------------------------------------------------------------------ params vs T
