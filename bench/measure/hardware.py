@@ -50,13 +50,26 @@ def measure_matmul_peak(
     n: int | None = None,
     budget_s: float = 1.0,
     dtype: torch.dtype = torch.float32,
+    num_threads: int | None = None,
 ) -> MatmulPeak:
     """Time ``A @ B`` (``[n, n]`` fp32, ``n`` = 2048 on CPU, 8192 on CUDA) for about ``budget_s`` seconds.
 
     TF32 is whatever the process has set (``torch.backends.cuda.matmul.allow_tf32``): the peak is the
-    one the models run under. One warm-up product first; at least 3 timed samples.
+    one the models run under. One warm-up product first; at least 3 timed samples. ``num_threads``: CPU
+    intra-op threads for this measurement only (use the latency measurements' count).
     """
     dev = resolve_device(device)
+    old_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _measure(dev, n, budget_s, dtype)
+    finally:
+        if num_threads is not None:
+            torch.set_num_threads(old_threads)
+
+
+def _measure(dev: torch.device, n: int | None, budget_s: float, dtype: torch.dtype) -> MatmulPeak:
     n = n or (8192 if dev.type == "cuda" else 2048)
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=gen, dtype=dtype).to(dev)

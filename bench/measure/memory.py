@@ -68,6 +68,7 @@ class LiveTensorBytes(TorchDispatchMode):
         self.live: dict[int, int] = {}
         self.current_bytes = 0
         self.peak_bytes = 0
+        self._finalizers: list[weakref.finalize] = []
 
     def track(self, t: Any) -> None:
         """Count ``t``'s storage as live (no-op for non-tensors, other devices or known storages)."""
@@ -84,10 +85,17 @@ class LiveTensorBytes(TorchDispatchMode):
         self.live[key] = nbytes
         self.current_bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.current_bytes)
-        weakref.finalize(st, self._release, key)
+        self._finalizers.append(weakref.finalize(st, self._release, key))
 
     def _release(self, key: int) -> None:
         self.current_bytes -= self.live.pop(key, 0)
+
+    def close(self) -> None:
+        """Stop tracking: detach the finalizers still pending on storages that outlive the measurement
+        (parameters, inputs), so repeated measurements do not pile them up."""
+        for fin in self._finalizers:
+            fin.detach()
+        self._finalizers.clear()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -203,8 +211,11 @@ def _cpu_baseline(model, args, train_step) -> LiveTensorBytes:
 def _cpu_peak(model, args, train_step, loss_fn, lr) -> tuple[int, int]:
     tracker = _cpu_baseline(model, args, train_step)
     base = tracker.current_bytes
-    with tracker:
-        _step(model, args, train_step, loss_fn, lr)
+    try:
+        with tracker:
+            _step(model, args, train_step, loss_fn, lr)
+    finally:
+        tracker.close()
     return tracker.peak_bytes, base
 
 
@@ -214,7 +225,9 @@ def _cpu_peak_allocator(model, args, train_step, loss_fn, lr) -> tuple[int, int]
     sum dip below 0 but cannot raise the maximum, so the peak stays exact."""
     from torch.profiler import ProfilerActivity, profile
 
-    base = _cpu_baseline(model, args, train_step).current_bytes
+    baseline = _cpu_baseline(model, args, train_step)
+    base = baseline.current_bytes
+    baseline.close()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _step(model, args, train_step, loss_fn, lr)
     cpu = torch._C._autograd.DeviceType.CPU

@@ -20,3 +20,9 @@ def test_matmul_peak_is_measured_and_plausible():
 def test_achieved_gflops_formula():
     # 1 GMAC in 10 ms = 2 GFLOP / 0.01 s = 200 GFLOP/s
     assert achieved_gflops_s(1.0, 10.0) == pytest.approx(200.0)
+
+
+def test_matmul_peak_thread_knob_is_scoped():
+    before = torch.get_num_threads()
+    peak = measure_matmul_peak("cpu", n=256, budget_s=0.05, num_threads=1)
+    assert peak.threads == 1 and torch.get_num_threads() == before

@@ -123,3 +123,14 @@ def test_allocator_method_includes_kernel_scratch():
 def test_parameter_free_module_train_step():
     mr = measure_memory(_Pattern(), torch.zeros(10), train_step=True)
     assert _extra_bytes(mr) == pytest.approx(12_000_000, abs=64)
+
+
+def test_repeated_measurements_leave_no_finalizers_behind():
+    import weakref
+
+    lin, x = nn.Linear(10, 10), torch.randn(2, 10)
+    measure_memory(lin, x)
+    alive = len(weakref.finalize._registry)  # type: ignore[attr-defined]
+    for _ in range(5):
+        measure_memory(lin, x)
+    assert len(weakref.finalize._registry) <= alive  # type: ignore[attr-defined]
