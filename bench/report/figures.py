@@ -320,7 +320,7 @@ def flow_figure(flow: pd.DataFrame, path: Path, *, scale_labels: dict[str, str],
             ax.barh(y, g["network_ms"], left=g["flow_ms"], color=colors, height=0.6, label="network")
             for yi, tot, flow_ms, share in zip(y, g["latency_ms_p50"], g["flow_ms"], g["flow_share"]):
                 # flow is timed alone: on a noisy machine it can exceed the whole model's median; say so
-                note = f"  {_num(tot)} ms, flow {100 * share:.0f}%" + (" (> total: timing noise)" if share > 1 else "")
+                note = f"  {_num(tot)} ms, flow {100 * share:.0f}%" + (" > total: noise" if share > 1 else "")
                 ax.text(max(tot, flow_ms), yi, note, va="center", fontsize=7.5)
             ax.set_yticks(y, labels, fontsize=8)
             ax.set_xlim(0, max(g["latency_ms_p50"].max(), g["flow_ms"].max()) * 1.6)

@@ -189,7 +189,10 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     df = prepare(df) if "point_label" not in df.columns else df
     keys = row_keys(df)
-    index = (df.sort_values(["_point_sort", "_model_sort"], kind="stable")
+    # model-major: an ablation reads as each model's rows over the knob values, in family order
+    run_rank = {r: i for i, r in enumerate(dict.fromkeys(df["run_id"]))}
+    index = (df.assign(_run_sort=df["run_id"].map(run_rank))
+             .sort_values(["_run_sort", "_model_sort", "_point_sort"], kind="stable")
              .drop_duplicates(keys)[list(dict.fromkeys(keys + ["family", "run_id", "point_label"]))])
     rows = []
     for _, idx in index.iterrows():

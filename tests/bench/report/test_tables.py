@@ -65,7 +65,7 @@ def test_ablation_tables(runs):
     df = T.prepare(load_results([abl], root))
     assert T.varied_knobs(df) == {"frames": [2, 4, 8]}
     t = T.main_table(df)
-    assert len(t) == 9 and "point" in t and set(t["point"]) == {"frames=2", "frames=4", "frames=8"}
+    assert len(t) == 9 and list(t["point"])[:3] == ["frames=2", "frames=4", "frames=8"]
     a = T.ablation_table(df, "frames")
     assert {"acc_top1", "gmacs", "params", "latency_ms_p50", "peak_mem_mib"} <= set(a["metric"])
     pvt, source = T.params_vs_frames(df)
