@@ -15,6 +15,7 @@ from .registry import ModelInfo, UnknownModelError, build_model, list_models, mo
 # -> recurrent -> explicit flow -> learned motion).
 from . import single_frame, early_fusion, late_fusion, pooling, recurrent  # noqa: E402,F401  isort: skip
 from . import two_stream, hidden_two_stream  # noqa: E402,F401  isort: skip
+from . import slow_fusion, tsm, conv3d, temporal_transformer  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Backbone",

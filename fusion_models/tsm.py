@@ -1,0 +1,139 @@
+"""Temporal Shift Module (Lin et al. 2019): the shared backbone with a fraction of its channels shifted
+one step along time before the convolutions of its blocks; logits averaged over frames (TSN consensus).
+
+    clip [B, T, C, H, W] --fold frames into the batch--> [B*T, C, H, W] --backbone, where each wrapped conv
+    first sees shift_t(x):  channels [0, C/8)     <- x_{t+1}   (zero at t = T-1)
+                            channels [C/8, 2C/8)  <- x_{t-1}   (zero at t = 0)
+                            channels [2C/8, C)    <- x_t
+    --> x_t [B, T, D] --g_phi per frame--> z_t [B, T, K] --1/T sum_t--> z [B, K]
+
+The shift is data movement: no parameter and no multiply-add, so ``tsm`` has exactly ``late_fusion``'s
+parameters and (up to the zero-padding copies) its MACs; the only thing that differs is that neighbouring
+frames exchange a quarter of their channels inside every block.
+
+Where the shift goes (always on the *residual branch*, the paper's "residual shift", so the identity path
+keeps each frame's own features):
+- ``small_cnn``: before the conv of every block after the first (the first sees RGB pixels);
+- ``resnet18``: before ``conv1`` of every BasicBlock;
+- ``mobilenet_v3_small``: before the first conv of every inverted-residual block that has a residual.
+
+The shift is zero-padded, not cyclic: a cyclic shift would let the last frame read the first one, so a
+reversed clip would differ from the original only at the seams; with zero padding the model is
+order-aware in the same way as a temporal convolution of extent 3.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbone import Backbone, build_backbone
+from .clip import ClipSpec, check_clip
+from .layers import ClassifierHead
+from .registry import register_model
+
+
+def temporal_shift(x: torch.Tensor, fold: int) -> torch.Tensor:
+    """``[B, T, C, ...] -> [B, T, C, ...]``: channels ``[0, fold)`` take frame t+1's values, ``[fold, 2 fold)``
+    frame t-1's, the rest stay; the missing neighbour at either end is zero."""
+    if fold == 0:
+        return x
+    fwd, bwd, keep = x[:, :, :fold], x[:, :, fold : 2 * fold], x[:, :, 2 * fold :]
+    fwd = torch.cat([fwd[:, 1:], torch.zeros_like(fwd[:, :1])], dim=1)  # t <- t+1
+    bwd = torch.cat([torch.zeros_like(bwd[:, :1]), bwd[:, :-1]], dim=1)  # t <- t-1
+    return torch.cat([fwd, bwd, keep], dim=2)
+
+
+class TemporalShift(nn.Module):
+    """Wraps a frame-level module ``net``: ``[B*T, C, H, W] --shift over t--> net``.
+
+    ``frames`` (T) is set by the owning model before every forward pass, so one model takes any T; a
+    shift needs to know where one clip ends and the next begins inside the folded batch.
+    """
+
+    def __init__(self, net: nn.Module, channels: int, *, fold_div: int = 8) -> None:
+        super().__init__()
+        if fold_div < 2:
+            raise ValueError(f"fold_div must be >= 2 (two shifted folds must fit), got {fold_div}")
+        self.net = net
+        self.fold = channels // fold_div
+        self.frames = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B*T, C, H, W] -> net(shifted)``."""
+        x = temporal_shift(x.unflatten(0, (-1, self.frames)), self.fold).flatten(0, 1)
+        return self.net(x)
+
+
+def _shift_sites(features: nn.Module, backbone: str) -> list[tuple[str, int]]:
+    """``(module path inside features, its input channels)`` for every place a shift goes."""
+    if backbone == "small_cnn":
+        return [(f"{i}.0", features[i][0].in_channels) for i in range(1, len(features))]
+    if backbone == "resnet18":
+        from torchvision.models.resnet import BasicBlock
+
+        return [(f"{n}.conv1", m.conv1.in_channels) for n, m in features.named_modules() if isinstance(m, BasicBlock)]
+    if backbone == "mobilenet_v3_small":
+        from torchvision.models.mobilenetv3 import InvertedResidual
+
+        return [
+            (f"{n}.block.0", m.block[0][0].in_channels)
+            for n, m in features.named_modules()
+            if isinstance(m, InvertedResidual) and m.use_res_connect
+        ]
+    raise ValueError(f"tsm: no shift placement defined for backbone {backbone!r}")
+
+
+def insert_temporal_shift(enc: Backbone, *, fold_div: int = 8) -> list[TemporalShift]:
+    """Wrap ``enc``'s block-entry modules in ``TemporalShift`` (in place); returns the wrappers."""
+    shifts = []
+    for path, channels in _shift_sites(enc.features, enc.name):
+        parent_path, _, leaf = path.rpartition(".")
+        parent = enc.features.get_submodule(parent_path)
+        shift = TemporalShift(getattr(parent, leaf), channels, fold_div=fold_div)
+        setattr(parent, leaf, shift)
+        shifts.append(shift)
+    return shifts
+
+
+class TSM(nn.Module):
+    """Shifted backbone per frame, per-frame logits averaged: ``z = 1/T sum_t g(f_shift(I)_t)``."""
+
+    def __init__(self, backbone: Backbone, head: ClassifierHead, *, fold_div: int = 8, channels: int = 3) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.shifts = insert_temporal_shift(backbone, fold_div=fold_div)  # plain list: modules live in backbone
+        self.head = head
+        self.channels = channels
+        self.fold_div = fold_div
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        """``[B, T, C, H, W] -> [B, K]``."""
+        check_clip(clip, channels=self.channels, min_frames=2, name="tsm")
+        for s in self.shifts:
+            s.frames = clip.shape[1]
+        z_t = self.head(self.backbone.per_frame(clip))  # [B, T, K]
+        return z_t.mean(dim=1)
+
+
+@register_model(
+    name="tsm",
+    family="order_aware",
+    fusion_point="feature_map",
+    order_aware=True,
+    reference="Lin, Gan, Han 2019, TSM: Temporal Shift Module for Efficient Video Understanding (ICCV)",
+    min_frames=2,
+)
+def tsm(
+    *,
+    clip: ClipSpec,
+    num_classes: int,
+    backbone: str = "small_cnn",
+    pretrained: bool = False,
+    width: int = 16,
+    dropout: float = 0.0,
+    fold_div: int = 8,
+) -> TSM:
+    """Shared backbone with 1/8 channels shifted forward and 1/8 backward in time in every block."""
+    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
+    head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
+    return TSM(enc, head, fold_div=fold_div, channels=clip.channels)
