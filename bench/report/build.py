@@ -35,6 +35,12 @@ class ReportResult:
     main_table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def files(self) -> list[Path]:
+        """Every file written: the documents first, then tables and figures."""
+        docs = [p for p in (self.markdown, self.html) if p is not None]
+        return docs + list(self.tables.values()) + list(self.figures.values())
+
 
 def report_dir_name(run_ids: Sequence[str]) -> str:
     """``<id>`` for one run, ``<first-id>+<number of further runs>`` for several."""

@@ -13,6 +13,7 @@ from bench.results import RunNotFoundError, RunStore
 def test_main_report_writes_every_file(reports):
     r = reports["main"]
     assert r.out_dir.name == "run-main" and r.markdown.exists() and r.html.exists()
+    assert r.files[:2] == [r.markdown, r.html] and all(p.exists() for p in r.files)
     assert set(r.figures) == {"pareto", "ceilings", "params_vs_frames", "flow_split"}
     assert {"main", "failures", "ceilings", "flow_split", "params_vs_frames"} <= set(r.tables)
     for p in [*r.figures.values(), *r.tables.values()]:
