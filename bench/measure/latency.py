@@ -25,6 +25,7 @@ from .stats import median_ci, percentile
 
 SPREAD_WARN_IQR_OVER_MEDIAN = 0.1  # torch.utils.benchmark.Measurement warns at the same ratio
 _MIN_SAMPLES_FLOOR = 5  # fewer than this and no percentile means anything
+_MAX_CUDA_SAMPLES = 10_000  # events are allocated up front; a 10 us kernel would otherwise ask for 100k
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def _sample_cuda(fn, args, per_call_s: float, min_samples: int, min_time_s: floa
     """Event pairs around each call; the host never waits inside the loop, so launch overhead overlaps
     like in real serving. The sample count is planned from the warm-up's per-call time."""
     planned = max(min_samples, int(min_time_s / max(per_call_s, 1e-6)) + 1)
-    planned = min(planned, max(_MIN_SAMPLES_FLOOR, int(max_time_s / max(per_call_s, 1e-6))))
+    planned = min(planned, max(_MIN_SAMPLES_FLOOR, int(max_time_s / max(per_call_s, 1e-6))), _MAX_CUDA_SAMPLES)
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(planned)]
     for start, end in events:
         start.record()

@@ -257,3 +257,32 @@ def test_oom_in_both_counters_raises_measure_oom():
 
     with pytest.raises(MeasureOOM):
         count_flops(Hog(), torch.randn(1))
+
+
+# ------------------------------------------------------------------------- our recurrent models' layers
+
+
+def test_registered_lstm_model_rnn_share_matches_formula():
+    """The ``lstm`` model's recurrent part (``model.rnn``) costs exactly the LSTM gate matmuls."""
+    from fusion_models import ClipSpec, build_model
+
+    clip = ClipSpec(frames=4)
+    model = build_model("lstm", clip=clip, num_classes=5)
+    fr = count_flops(model, clip.dummy(2))
+    lstms = [m for m in model.rnn.modules() if isinstance(m, nn.LSTM)]
+    assert len(lstms) == 1
+    lstm = lstms[0]
+    d = 2 if lstm.bidirectional else 1
+    h, i = lstm.hidden_size, lstm.input_size
+    per_step = sum(d * 4 * h * ((i if layer == 0 else h * d) + h) for layer in range(lstm.num_layers))
+    assert fr.by_module_gmacs["rnn"] * 1e9 == pytest.approx(2 * 4 * per_step, rel=1e-9)  # B=2, T=4
+    assert fr.counters_agree()
+
+
+def test_conv_lstm_gates_are_one_conv_per_step():
+    """ConvLSTM: per step one conv over [x, h] producing the 4 gates; the gate math is pointwise (0)."""
+    from fusion_models.layers import ConvLSTM
+
+    b, t, cx, ch, hw, k = 2, 3, 4, 6, 5, 3
+    fr = count_flops(ConvLSTM(cx, ch, k), torch.randn(b, t, cx, hw, hw))
+    _exact(fr, b * t * (4 * ch) * hw * hw * (cx + ch) * k * k)
