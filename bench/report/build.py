@@ -16,6 +16,7 @@ import pandas as pd
 from bench.results import RunStore, load_results, now_iso, resolve_run
 
 from . import figures as F
+from . import param_sweep
 from . import tables as T
 from .render import Block, display_main_table, fmt_num, fmt_pct, render_html, render_markdown
 
@@ -166,7 +167,7 @@ def build_report(
 
     # ---- params vs T
     try:
-        pvt, source = T.params_vs_frames(df)
+        pvt, source = param_sweep.params_vs_frames(df)
     except Exception as exc:  # noqa: BLE001 - a figure we cannot compute is a note, never a failed report
         pvt, source = pd.DataFrame(), "built"
         notes.append(f"params vs T not computed: {type(exc).__name__}: {exc}")
@@ -176,7 +177,7 @@ def build_report(
         for _, e in errs.drop_duplicates("model").iterrows():
             notes.append(f"params vs T: {e['model'] or 'models'} not built ({e['error']})")
     source_note = ("from the ablation over frames" if source == "ablation"
-                   else f"computed by building each model at T ∈ {{{','.join(map(str, T.PARAM_FRAMES))}}}")
+                   else f"computed by building each model at T ∈ {{{','.join(map(str, param_sweep.PARAM_FRAMES))}}}")
     path = F.params_figure(pvt, fig_dir / "params_vs_frames.png", source_note=source_note, dpi=dpi) if not pvt.empty else None
     if path:
         figs["params_vs_frames"] = path

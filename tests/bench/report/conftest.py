@@ -132,12 +132,12 @@ def fake_param_counter():
 def reports(runs, tmp_path_factory):
     """Reports of the main run, the ablation run and both together, built once (dpi kept low for speed)."""
     from bench.report import build_report
-    from bench.report import tables
+    from bench.report import param_sweep
 
     root, main, abl, _ = runs
     out = tmp_path_factory.mktemp("reports")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tables, "_default_param_counter", fake_param_counter)
+        mp.setattr(param_sweep, "_default_param_counter", fake_param_counter)
         built = {
             "main": build_report([main], results_root=root, out_root=out, dpi=50),
             "ablation": build_report([abl], results_root=root, out_root=out, dpi=50),

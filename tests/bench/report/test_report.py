@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bench.report import build_report
-from bench.report import tables
+from bench.report import param_sweep
 from bench.results import RunNotFoundError, RunStore
 
 
@@ -57,7 +57,7 @@ def test_ablation_report(reports):
 
 
 def test_two_runs_and_only_md(runs, tmp_path, monkeypatch, capsys, fake_runs):
-    monkeypatch.setattr(tables, "_default_param_counter", fake_runs.fake_param_counter)
+    monkeypatch.setattr(param_sweep, "_default_param_counter", fake_runs.fake_param_counter)
     root, main, abl, _ = runs
     r = build_report([main, abl], results_root=root, out_root=tmp_path, formats=("md",), dpi=40)
     assert r.out_dir.name == "run-main+1" and r.html is None and r.markdown.exists()
@@ -67,7 +67,7 @@ def test_two_runs_and_only_md(runs, tmp_path, monkeypatch, capsys, fake_runs):
 
 
 def test_partial_run_warns_and_single_seed_says_no_ci(tmp_path, monkeypatch, fake_runs):
-    monkeypatch.setattr(tables, "_default_param_counter", fake_runs.fake_param_counter)
+    monkeypatch.setattr(param_sweep, "_default_param_counter", fake_runs.fake_param_counter)
     fake_runs.write_run(tmp_path, "run-partial", models={"single_frame": fake_runs.MODELS["single_frame"]}, seeds=(0,),
               status="interrupted", oom=None, cost_scale=False)
     r = build_report(["latest"], results_root=tmp_path, out_root=tmp_path / "rep", dpi=40)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from bench.report import param_sweep
 from bench.report import tables as T
 from bench.report.compare import holm
 from bench.results import load_results
@@ -68,7 +69,7 @@ def test_ablation_tables(runs):
     assert len(t) == 9 and list(t["point"])[:3] == ["frames=2", "frames=4", "frames=8"]
     a = T.ablation_table(df, "frames")
     assert {"acc_top1", "gmacs", "params", "latency_ms_p50", "peak_mem_mib"} <= set(a["metric"])
-    pvt, source = T.params_vs_frames(df)
+    pvt, source = param_sweep.params_vs_frames(df)
     assert source == "ablation"
     ef = pvt[pvt["model"] == "early_fusion"].sort_values("frames")
     assert list(ef["frames"]) == [2, 4, 8] and ef["first_conv_params"].is_monotonic_increasing
@@ -97,7 +98,7 @@ def test_params_vs_frames_builds_registered_models():
     df = pd.DataFrame([{"model": m, "family": f, "measurement": "params", "scale": "train", "status": "ok",
                         "frames": 8, "height": 32, "width": 32, "num_classes": 16, "backbone": "small_cnn",
                         "point": "{}"} for m, f in (("single_frame", "single_frame"), ("early_fusion", "order_aware"))])
-    t, source = T.params_vs_frames(T.prepare(df), frames=(1, 2, 4))
+    t, source = param_sweep.params_vs_frames(T.prepare(df), frames=(1, 2, 4))
     assert source == "built" and (t["error"] == "").all(), t["error"].tolist()
     ef = t[t["model"] == "early_fusion"].set_index("frames")["first_conv_params"]
     sf = t[t["model"] == "single_frame"].set_index("frames")["first_conv_params"]
