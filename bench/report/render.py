@@ -90,7 +90,7 @@ def display_main_table(main: pd.DataFrame, failed: dict[tuple, str]) -> pd.DataF
                     return status.upper()
         return None
 
-    acc_group = "accuracy (%) — " + scales.get("train", "train clip")
+    acc_group = "accuracy — " + scales.get("train", "train clip")
     top1 = []
     for _, r in main.iterrows():
         if not np.isfinite(r["acc_top1_mean"]):
@@ -99,9 +99,9 @@ def display_main_table(main: pd.DataFrame, failed: dict[tuple, str]) -> pd.DataF
             top1.append(f"{fmt_pct(r['acc_top1_mean'])} ± {fmt_pct(r['acc_top1_ci95'])}")
         else:
             top1.append(f"{fmt_pct(r['acc_top1_mean'])}" + (" (n=1)" if r["n_seeds"] == 1 and any_ci else ""))
-    cols[(acc_group, "top-1 ± 95% CI" if any_ci else "top-1 (1 seed, no CI)")] = top1
+    cols[(acc_group, "top-1 % ± 95% CI" if any_ci else "top-1 % (1 seed, no CI)")] = top1
     cols[(acc_group, "seeds")] = [str(int(n)) for n in main["n_seeds"]]
-    cols[(acc_group, "ceiling")] = [fmt_pct(v, 0) for v in main["ceiling_top1"]]
+    cols[(acc_group, "ceiling %")] = [fmt_pct(v, 0) for v in main["ceiling_top1"]]
     # shape / direction accuracies live in the ceiling figure and tables/main.csv: the main table is wide enough
     for prefix, label in scales.items():
         group = f"cost — {label}"
