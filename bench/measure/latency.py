@@ -142,8 +142,8 @@ def measure_latency(
     """Time ``model(clip)`` under ``torch.inference_mode()``.
 
     ``clip``: ``[B, T, C, H, W]`` (or any input / tuple of inputs); ``batch_size`` replaces B by repeating
-    ``clip[0]`` (1 for latency, larger for throughput). Warm-up (compilation, allocator growth, caches)
-    stops once stable -- which takes at least ``2 * warmup_window`` calls -- or after ``warmup_s`` (>= 2 calls). Sampling
+    ``clip[0]`` (1 for latency, larger for throughput). Warm-up: one call outside any budget (compilation,
+    lazy init), then until stable -- at least ``2 * warmup_window`` calls -- or ``warmup_s`` spent. Sampling
     runs until ``min_samples`` samples *and* ``min_time_s`` are reached, or ``max_time_s`` runs out (never
     fewer than 5 samples). ``num_threads`` sets torch's intra-op threads for the measurement only (use 1
     on a shared CPU: oversubscribed OpenMP threads stall for whole scheduler quanta). The model is moved
@@ -204,8 +204,11 @@ def _call_synced(fn, args, dev: torch.device) -> float:
 def _warm_up(fn, args, dev, warmup_s: float, k: int, rel_tol: float) -> tuple[int, bool, float]:
     """Run until ``median(last k) / median(previous k) - 1`` is within ``rel_tol`` or ``warmup_s`` passes.
 
-    Returns (iterations, stable?, median seconds per call of the last window).
+    Returns (iterations including the first, stable?, median seconds per call of the last window).
     """
+    # The first call (torch.compile, lazy modules, backend autotuning) runs outside the budget: a 15 s
+    # compile must not eat the warm-up that follows it. It is not part of the stability windows either.
+    _call_synced(fn, args, dev)
     times: list[float] = []
     start = time.perf_counter()
     stable = False
@@ -220,7 +223,7 @@ def _warm_up(fn, args, dev, warmup_s: float, k: int, rel_tol: float) -> tuple[in
         if time.perf_counter() - start >= warmup_s and len(times) >= 2:
             break
     window = sorted(times[-k:])
-    return len(times), stable, window[len(window) // 2]
+    return len(times) + 1, stable, window[len(window) // 2]
 
 
 def _sample_cpu(fn, args, min_samples: int, min_time_s: float, max_time_s: float) -> list[float]:
