@@ -27,10 +27,10 @@ class ParamsResult:
     def as_dict(self) -> dict[str, Any]:
         """Flat record fields (``by_module`` as a compact JSON string)."""
         return {
-            "params_total": self.total,
+            "params": self.total,
             "params_trainable": self.trainable,
-            "params_first_conv": self.first_conv,
-            "params_first_conv_name": self.first_conv_name,
+            "first_conv_params": self.first_conv,
+            "first_conv_name": self.first_conv_name,
             "params_by_module": to_json(self.by_module),
         }
 

@@ -61,25 +61,9 @@ def point_knobs(point: Any) -> dict[str, Any]:
     return {}
 
 
-# Names some measurement code writes instead of the documented schema (bench.results.COLUMNS): read both,
-# documented name first, so a report never shows "—" for a number that is in the records.
-ALIASES = {
-    "params": ("params_total",),
-    "first_conv_params": ("params_first_conv",),
-    "peak_mem_mib": ("peak_mem_mib_infer",),
-    "train_peak_mem_mib": ("peak_mem_mib_train",),
-    "latency_ms_ci_low": ("latency_ms_ci95_low",),
-    "latency_ms_ci_high": ("latency_ms_ci95_high",),
-}
-
-
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every column the report reads (missing -> NaN), ``point_label`` and a stable model order."""
     df = df.copy()
-    for col, alts in ALIASES.items():
-        for alt in alts:
-            if alt in df.columns:
-                df[col] = df[col].fillna(df[alt]) if col in df.columns else df[alt]
     for col in _NEEDED:
         if col not in df.columns:
             df[col] = np.nan

@@ -54,4 +54,4 @@ def test_early_fusion_first_conv_grows_exactly_times_t(frames):
 
 def test_as_dict_keys():
     d = count_params(nn.Conv2d(1, 1, 1)).as_dict()
-    assert d == {"params_total": 2, "params_trainable": 2, "params_first_conv": 2, "params_first_conv_name": "", "params_by_module": '{"":2}'}
+    assert d == {"params": 2, "params_trainable": 2, "first_conv_params": 2, "first_conv_name": "", "params_by_module": '{"":2}'}

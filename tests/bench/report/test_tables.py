@@ -83,15 +83,6 @@ def test_flow_split_only_flow_models(runs):
     assert flow["flow_share"].between(0, 1).all()
 
 
-def test_prepare_reads_measurement_aliases():
-    df = pd.DataFrame([{"model": "m", "measurement": "params", "scale": "train", "status": "ok",
-                        "params_total": 61728.0, "params_first_conv": 432.0},
-                       {"model": "m", "measurement": "memory", "scale": "train", "status": "ok",
-                        "peak_mem_mib_infer": 5.9}])
-    p = T.prepare(df)
-    assert p.loc[0, "params"] == 61728 and p.loc[0, "first_conv_params"] == 432 and p.loc[1, "peak_mem_mib"] == 5.9
-
-
 def test_params_vs_frames_builds_registered_models():
     """Without an ablation over frames the table comes from building the real models (meta device)."""
     pytest.importorskip("fusion_models.registry")
