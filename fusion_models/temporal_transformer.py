@@ -20,8 +20,8 @@ from torch import nn
 
 from .backbone import Backbone, build_backbone
 from .clip import ClipSpec, check_clip
-from .registry import register_model
 from .layers import ClassifierHead
+from .registry import register_model
 
 POOLS = ("cls", "mean")
 

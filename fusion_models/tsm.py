@@ -24,6 +24,7 @@ order-aware in the same way as a temporal convolution of extent 3.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone, build_backbone
@@ -37,10 +38,10 @@ def temporal_shift(x: torch.Tensor, fold: int) -> torch.Tensor:
     frame t-1's, the rest stay; the missing neighbour at either end is zero."""
     if fold == 0:
         return x
-    fwd, bwd, keep = x[:, :, :fold], x[:, :, fold : 2 * fold], x[:, :, 2 * fold :]
-    fwd = torch.cat([fwd[:, 1:], torch.zeros_like(fwd[:, :1])], dim=1)  # t <- t+1
-    bwd = torch.cat([torch.zeros_like(bwd[:, :1]), bwd[:, :-1]], dim=1)  # t <- t-1
-    return torch.cat([fwd, bwd, keep], dim=2)
+    rest = (0, 0) * (x.dim() - 2)  # F.pad lists dims last-first: nothing on C, H, W, then (before, after) on t
+    fwd = F.pad(x[:, 1:, :fold], (*rest, 0, 1))  # t <- t+1, zero after the last frame
+    bwd = F.pad(x[:, :-1, fold : 2 * fold], (*rest, 1, 0))  # t <- t-1, zero before the first
+    return torch.cat([fwd, bwd, x[:, :, 2 * fold :]], dim=2)
 
 
 class TemporalShift(nn.Module):

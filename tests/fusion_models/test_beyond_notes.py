@@ -180,7 +180,7 @@ def test_tv_option_is_torchvisions_network(name, tv):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,tv", [("r3d", "R3D_18_Weights"), ("r2plus1d", "R2Plus1D_18_Weights")])
 def test_counter_matches_torchvisions_published_macs(name, tv):
-    """~10-30 s each on 2 shared cores. ``meta["_ops"]`` is GMACs at 1 x 3 x 16 x 112 x 112, 3 decimals."""
+    """1-2 s each here when the box is quiet, 10-30 s under load. ``meta["_ops"]``: GMACs at 1x3x16x112x112, 3 decimals."""
     import torchvision.models.video as tvv
 
     clip = ClipSpec(frames=16, height=112, width=112)
