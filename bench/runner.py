@@ -7,6 +7,10 @@
 Each measurement is appended to the store as soon as it exists; a key already recorded (with any status
 but ``error``) is skipped, which is what makes ``--resume`` work. The runner never prints: it reports
 through ``progress(event, info)``.
+
+Under DDP (``ddp=`` a ``bench.distributed.DDPContext``) every rank trains every model first; then the process
+group is torn down and rank 0 alone measures the costs, so no cost is ever measured under DDP. Only rank 0
+touches the store.
 """
 from __future__ import annotations
 
@@ -67,16 +71,20 @@ def _error_message(exc: BaseException) -> str:
 class Runner:
     """Executes one or more ``RunSpec`` points into one ``RunStore``."""
 
-    def __init__(self, store: RunStore, *, progress: Progress | None = None) -> None:
+    def __init__(self, store: RunStore, *, progress: Progress | None = None, ddp: Any = None) -> None:
         self.store = store
         self.emit = progress or (lambda event, info: None)
-        self.done = store.done_keys()
+        self.ddp = ddp
+        self.writes = ddp is None or ddp.is_main  # under DDP only rank 0 reads or writes the store
+        self.done = store.done_keys() if self.writes else set()
+        if ddp is not None:
+            self.done = ddp.broadcast(self.done)  # every rank skips the same keys, or collectives would hang
         self.summary = RunSummary(run_id=store.run_id, path=str(store.path), wall_time_s=0.0)
         self._env: dict[str, Any] | None = None
         self._peak: float | None = None
         self._flops: dict[tuple, float] = {
             (r.get("point_id"), r.get("model"), r.get("scale")): r["gmacs"]
-            for r in store.records()
+            for r in (store.records() if self.writes else [])
             if r.get("measurement") == "flops" and r.get("status") == "ok" and r.get("gmacs") is not None
         }
 
@@ -85,12 +93,28 @@ class Runner:
         """Measure every point; returns the summary (also on KeyboardInterrupt, after re-raising)."""
         t0 = time.perf_counter()
         try:
+            if self.ddp is not None:
+                self._run_ddp(points)
+                return self.summary
             for i, spec in enumerate(points):
                 self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
                 self._run_point(spec)
         finally:
             self.summary.wall_time_s = time.perf_counter() - t0
         return self.summary
+
+    def _run_ddp(self, points: list[RunSpec]) -> None:
+        from .distributed import per_rank_batch
+
+        for spec in points:
+            per_rank_batch(spec.train.batch_size, self.ddp.world_size)
+        for i, spec in enumerate(points):
+            self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
+            self._run_point(spec, costs=False)
+        self.ddp.close()
+        if self.writes:
+            for spec in points:
+                self._run_point(spec, accuracy=False)
 
     # ------------------------------------------------------------------------------------ internals
     def _environment(self, device: str) -> dict[str, Any]:
@@ -109,7 +133,7 @@ class Runner:
             self.store.update_meta(matmul_peak_gflops_s=self._peak)
         return self._peak
 
-    def _run_point(self, spec: RunSpec) -> None:
+    def _run_point(self, spec: RunSpec, *, accuracy: bool = True, costs: bool = True) -> None:
         from .data import build_dataset, ceiling_for, make_loader
 
         device = resolve_device(spec.device)
@@ -139,11 +163,15 @@ class Runner:
                     "model": name, "family": info.family, "fusion_point": info.fusion_point,
                     "order_aware": info.order_aware, "needs_flow": info.needs_flow, "seed": seed, **base_cfg,
                 }
-                self.emit("model_start", {"model": name, "seed": seed, "point_id": point_id})
+                if accuracy:  # (a DDP cost pass re-visits the models without moving the progress bar)
+                    self.emit("model_start", {"model": name, "seed": seed, "point_id": point_id})
                 model = None
-                if "accuracy" in spec.measurements:
+                if "accuracy" in spec.measurements and accuracy:
                     model = self._accuracy(spec, name, meta, num_classes, val_ds, device, seed,
                                            ceiling_for(spec.dataset.name, info.family))
+                if not costs:
+                    self.emit("model_end", {"model": name, "seed": seed})
+                    continue
                 train_clip_meta = {**meta, "frames": spec.clip.frames, "height": spec.clip.height,
                                    "width": spec.clip.width, "backbone": spec.backbone}
                 self._costs(spec, name, train_clip_meta, "train", spec.clip, spec.backbone, num_classes, device,
@@ -154,10 +182,11 @@ class Runner:
                                  "backbone": spec.cost.backbone}
                     self._costs(spec, name, cost_meta, "cost", c, spec.cost.backbone, num_classes, device, seed,
                                 None, spec.cost.latency_batches)
-                self.emit("model_end", {"model": name, "seed": seed})
+                if accuracy:
+                    self.emit("model_end", {"model": name, "seed": seed})
 
     def _record(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
-        rec = self.store.append({"key": key, **record})
+        rec = self.store.append({"key": key, **record}) if self.writes else {"key": key, **record}
         self.done.add(key) if rec["status"] != "error" else None
         self.summary.counts[rec["status"]] = self.summary.counts.get(rec["status"], 0) + 1
         self.summary.records.append(rec)
@@ -205,11 +234,14 @@ class Runner:
                                      batch_size=max(spec.train.batch_size, 64), shuffle=False,
                                      num_workers=spec.train.num_workers,
                                      video_index=not spec.dataset.is_synthetic)  # video-level accuracy
+            if self.ddp is not None:  # disjoint slices of the same global batches; eval shards gathered
+                train_loader = self.ddp.shard(train_loader, drop_short=True)
+                val_loader = self.ddp.shard(val_loader, drop_short=False)
             res = train_and_evaluate(
                 model, train_loader, val_loader, spec=spec.train, seed=seed, device=device,
                 class_names=getattr(val_ds, "class_names", None),
                 class_attributes=getattr(val_ds, "class_attributes", None),
-                progress=lambda ev, info: self.emit(f"train_{ev}", {"model": name, **info}),
+                progress=lambda ev, info: self.emit(f"train_{ev}", {"model": name, **info}), ddp=self.ddp,
             )
             holder["model"] = model
             out: dict[str, Any] = {
@@ -231,7 +263,7 @@ class Runner:
 
         base = {**meta, "measurement": "accuracy", "scale": "train", "frames": spec.clip.frames,
                 "height": spec.clip.height, "width": spec.clip.width, "backbone": spec.backbone,
-                "batch_size": spec.train.batch_size}
+                "batch_size": spec.train.batch_size, "ddp_world_size": self.ddp.world_size if self.ddp else 1}
         self._attempt(key, base, fn)
         return holder.get("model")
 
@@ -257,7 +289,7 @@ class Runner:
                 built["model"] = self._build(name, clip, backbone, spec, num_classes, seed)
             return built["model"].to(device).eval()
 
-        base = {**meta, "scale": scale}
+        base = {**meta, "scale": scale, "measured_under_ddp": False}  # costs: one process, after any DDP group
         if "params" in wanted:
             self._attempt(keys["params"], {**base, "measurement": "params", "batch_size": 1},
                           lambda: count_params(get_model()).as_dict())

@@ -69,17 +69,22 @@ def train_and_evaluate(
     class_names: Sequence[str] | None = None,
     class_attributes: Sequence[dict[str, Any]] | None = None,
     progress: Progress | None = None,
+    ddp: Any = None,
 ) -> TrainResult:
     """Train ``model`` with AdamW + per-step cosine decay for ``spec.epochs`` epochs, then evaluate.
 
     Loader items are ``(clips float [B, T, C, H, W], labels int64 [B])`` (optionally a third element:
     video index ``[B]`` for video-level accuracy). A non-finite loss stops training with status ``diverged``.
+    ``ddp`` (a ``bench.distributed.DDPContext``): loaders are this rank's shards; the model is trained inside
+    DistributedDataParallel with each rank's loss weighted so the gradient is the global-batch mean, and the
+    returned losses and accuracies are over all ranks.
     """
     emit = progress or (lambda event, info: None)
     device = torch.device(device)
     torch.manual_seed(seed)  # dropout and any init done lazily draw from here: same for every model
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    net = ddp.wrap(model, device) if ddp is not None else model
+    opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     steps_per_epoch = _batch_len(train_loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec.epochs * max(steps_per_epoch, 1), spec.schedule))
     loss_fn = nn.CrossEntropyLoss()
@@ -87,37 +92,48 @@ def train_and_evaluate(
     t0 = time.perf_counter()
     last_loss = float("nan")
     for epoch in range(spec.epochs):
-        model.train()
+        net.train()
         emit("epoch_start", {"epoch": epoch, "epochs": spec.epochs, "steps": steps_per_epoch})
         total, count, correct = 0.0, 0, 0
         for step, batch in enumerate(train_loader):
             clips, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            logits = model(clips)
+            logits = net(clips)
             loss = loss_fn(logits, labels)
-            if not torch.isfinite(loss):
+            step_loss, backward_loss = loss.detach(), loss
+            if ddp is not None:
+                # One all-reduce gives the global loss (every rank agrees on divergence) and the global count,
+                # which weights this rank's mean so DDP's gradient average is the global-batch mean.
+                s = ddp.sum_(torch.stack([loss.detach().float() * labels.numel(),
+                                          torch.tensor(float(labels.numel()), device=loss.device)]))
+                step_loss = s[0] / s[1]
+                backward_loss = loss * (labels.numel() * ddp.world_size / s[1].item())
+            if not torch.isfinite(step_loss):
                 return TrainResult(
                     status="diverged",
-                    error=f"non-finite loss {loss.item()} at epoch {epoch} step {step}",
+                    error=f"non-finite loss {step_loss.item()} at epoch {epoch} step {step}",
                     epochs_run=epoch,
                     train_time_s=time.perf_counter() - t0,
                     final_train_loss=float("nan"),
                     history=history,
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            backward_loss.backward()
             if spec.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                nn.utils.clip_grad_norm_(net.parameters(), spec.grad_clip)
             opt.step()
             sched.step()
             total += loss.item() * labels.numel()
             count += labels.numel()
             correct += (logits.argmax(1) == labels).sum().item()
-            emit("step", {"epoch": epoch, "step": step, "steps": steps_per_epoch, "loss": loss.item()})
+            emit("step", {"epoch": epoch, "step": step, "steps": steps_per_epoch, "loss": step_loss.item()})
+        if ddp is not None:
+            total, count, correct = ddp.sum_(torch.tensor([total, count, correct], dtype=torch.float64)).tolist()
         last_loss = total / max(count, 1)
         history.append({"epoch": epoch, "train_loss": last_loss, "train_acc": correct / max(count, 1)})
         emit("epoch_end", history[-1])
     train_time = time.perf_counter() - t0
-    ev = evaluate(model, val_loader, device=device, class_names=class_names, class_attributes=class_attributes)
+    ev = evaluate(model, val_loader, device=device, class_names=class_names, class_attributes=class_attributes,
+                  gather=ddp.gather if ddp is not None else None)
     emit("eval", {"acc_top1": ev.acc_top1})
     return TrainResult(
         status="ok", error=None, epochs_run=spec.epochs, train_time_s=train_time,
@@ -133,8 +149,11 @@ def evaluate(
     device: str | torch.device = "cpu",
     class_names: Sequence[str] | None = None,
     class_attributes: Sequence[dict[str, Any]] | None = None,
+    gather: Callable[[list], list] | None = None,
 ) -> EvalResult:
-    """Top-1, loss, per-class accuracy and per-attribute accuracy (e.g. shape vs direction) on ``loader``."""
+    """Top-1, loss, per-class accuracy and per-attribute accuracy (e.g. shape vs direction) on ``loader``.
+
+    ``gather`` merges per-rank lists of batch outputs (DDP: each rank evaluates its shard)."""
     model.eval()
     device = torch.device(device)
     all_logits, all_labels, all_videos = [], [], []
@@ -144,6 +163,8 @@ def evaluate(
         all_labels.append(batch[1].cpu())
         if len(batch) > 2:
             all_videos.append(torch.as_tensor(batch[2]).cpu())
+    if gather is not None:
+        all_logits, all_labels, all_videos = gather(all_logits), gather(all_labels), gather(all_videos)
     if not all_logits:
         raise ValueError("evaluation loader yielded no batches")
     logits = torch.cat(all_logits)
