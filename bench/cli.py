@@ -1,6 +1,7 @@
 """The ``bench`` command: each subcommand parses, calls the library, renders. Nothing else."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from contextlib import contextmanager
@@ -23,8 +24,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as exc:
+        from rich.markup import escape
+
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        fail(str(msg))
+        fail(escape(str(msg)))  # e.g. "pip install 'fusionbench[ray]'" must not read as rich markup
 
 
 def _command_line(ctx: typer.Context | None = None) -> str:
@@ -102,6 +105,10 @@ def run_cmd(
     decoder: Optional[str] = typer.Option(None, help="real video: auto | pyav | torchcodec"),
     out: Path = typer.Option(Path("results"), help="results root"),
     resume: Optional[str] = typer.Option(None, help="resume RUN_ID: measure only what it lacks"),
+    nproc: Optional[int] = typer.Option(None, help="train each model with DDP on N processes of this machine "
+                                                   "(spawns torchrun; global batch = --batch-size)"),
+    executor: str = typer.Option("local", help="local | ray (one Ray task per point x model x seed)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join: auto | HOST:PORT (default: local Ray)"),
 ) -> None:
     """Train and measure the selected models on identical clips; records land in results/<run-id>/."""
     from .config import parse_int_list
@@ -109,7 +116,9 @@ def run_cmd(
     from .runner import resolve_device
 
     if resume:
-        return _resume(resume, out, ctx)
+        with user_errors():
+            ray = _launch(ctx, nproc, executor, address, None)
+        return _resume(resume, out, ctx, ray=ray)
     with user_errors():
         dev = resolve_device(device)
         if device == "auto":
@@ -121,7 +130,8 @@ def run_cmd(
             noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
         )
         spec = build_run_spec(opts, resolved_device=dev)
-    _execute([spec], out, run_id=None, ctx=ctx)
+        ray = _launch(ctx, nproc, executor, address, [spec])
+    _execute([spec], out, run_id=None, ctx=ctx, ray=ray)
 
 
 @app.command("ablate")
@@ -140,6 +150,8 @@ def ablate_cmd(
     cost_clip: Optional[str] = typer.Option(None),
     threads: Optional[int] = typer.Option(None),
     out: Path = typer.Option(Path("results")),
+    executor: str = typer.Option("local", help="local | ray (one Ray task per point x model x seed)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join: auto | HOST:PORT (default: local Ray)"),
 ) -> None:
     """A grid over knobs; every point is an ordinary run point in one run directory."""
     from .config import parse_int_list
@@ -153,10 +165,60 @@ def ablate_cmd(
                             profile=profile, device=device, measure=measure, epochs=epochs, cost_clip=cost_clip,
                             threads=threads)
         points = ablation_points(build_run_spec(opts, resolved_device=dev), grid)
-    _execute(points, out, run_id=None, prefix="ablate", ctx=ctx)
+        ray = _launch(ctx, None, executor, address, points)
+    _execute(points, out, run_id=None, prefix="ablate", ctx=ctx, ray=ray)
 
 
-def _resume(run: str, out: Path, ctx: typer.Context | None = None) -> None:
+def _launch(ctx: typer.Context, nproc: int | None, executor: str, address: str | None, points):
+    """Check --nproc / --executor / --address; spawn torchrun for --nproc (exits with its code); for Ray,
+    the live connection (made before a run directory exists, so a bad address leaves nothing behind)."""
+    from .distributed import launched_by_torchrun, per_rank_batch, torchrun_argv
+
+    if executor not in ("local", "ray"):
+        raise ValueError(f"--executor must be local or ray, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ValueError("--address needs --executor ray")
+    if nproc is not None and (executor == "ray" or launched_by_torchrun()):
+        if launched_by_torchrun():
+            return None  # we are one of torchrun's ranks: _execute joins the group
+        raise ValueError("--nproc (DDP on one machine) and --executor ray (tasks across machines) exclude each other")
+    if nproc is not None:
+        argv = torchrun_argv(nproc, _forwarded_args(ctx, drop=("nproc",)))
+        for p in points or []:
+            per_rank_batch(p.train.batch_size, nproc)
+            if p.device.startswith("cuda"):
+                import torch
+
+                if nproc > torch.cuda.device_count():
+                    raise ValueError(f"--nproc {nproc} but only {torch.cuda.device_count()} GPU(s) visible")
+        import subprocess
+
+        raise typer.Exit(subprocess.call(argv))
+    if executor == "ray":
+        if launched_by_torchrun():
+            raise ValueError("--executor ray cannot run inside torchrun")
+        from .executors import connect_ray
+
+        return connect_ray(address)
+    return None
+
+
+def _forwarded_args(ctx: typer.Context, drop: tuple[str, ...]) -> list[str]:
+    """This command's explicitly given arguments (as ``_command_line`` renders them) minus ``drop``."""
+    args = shlex.split(_command_line(ctx))[1:]
+    flags = {o for p in ctx.command.params if p.name in drop for o in p.opts}
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def _resume(run: str, out: Path, ctx: typer.Context | None = None, ray=None) -> None:
     from .config import run_spec_from_dict
     from .results import RunStore
 
@@ -166,23 +228,48 @@ def _resume(run: str, out: Path, ctx: typer.Context | None = None) -> None:
         if not meta.get("points"):
             raise ValueError(f"run {run} has no run.json with its points; it cannot be resumed")
         points = [run_spec_from_dict(p) for p in meta["points"]]
-    err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
-    _execute(points, out, run_id=store.run_id, store=store, ctx=ctx)
+    from .distributed import launched_by_torchrun
+
+    if not launched_by_torchrun() or int(os.environ["RANK"]) == 0:
+        err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
+    _execute(points, out, run_id=store.run_id, store=store, ctx=ctx, ray=ray)
 
 
 def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None,
-             ctx: typer.Context | None = None) -> None:
+             ctx: typer.Context | None = None, ray=None) -> None:
+    from .distributed import launched_by_torchrun
     from .results import RunStore, new_run_id
     from .runner import Runner, finish_run, start_run
 
-    if store is None:
-        store = RunStore.create(out, run_id or new_run_id(prefix))
-        start_run(store, points, command=_command_line(ctx), device=points[0].device)
-    else:
-        store.update_meta(status="running", resumed_command=_command_line(ctx))
+    ddp = None
+    if launched_by_torchrun():  # one rank of `torchrun -m bench run ...`: rank 0 alone writes and renders
+        from .distributed import init_from_env
+
+        with user_errors():
+            ddp = init_from_env(points[0].device)
+    if ddp is None or ddp.is_main:
+        if store is None:
+            store = RunStore.create(out, run_id or new_run_id(prefix))
+            start_run(store, points, command=_command_line(ctx), device=points[0].device)
+        else:
+            store.update_meta(status="running", resumed_command=_command_line(ctx))
+    if ddp is not None:
+        store = RunStore(Path(out), ddp.broadcast(store.run_id if ddp.is_main else None))
+        if not ddp.is_main:
+            with user_errors():
+                Runner(store, ddp=ddp).run(points)
+            return
     total = sum(len(p.models) * len(p.seeds) for p in points)
-    err_console.print(f"run {store.run_id}: {len(points)} point(s), {total} model run(s) -> {store.path}")
-    runner = Runner(store, progress=None)
+    err_console.print(f"run {store.run_id}: {len(points)} point(s), {total} model run(s) -> {store.path}"
+                      + (f" (DDP: {ddp.world_size} processes, {ddp.backend})" if ddp else "")
+                      + (" (Ray: " + ", ".join(f"{v:g} {k}" for k, v in sorted(ray.resources().items())
+                                               if k in ("CPU", "GPU")) + ")" if ray else ""))
+    if ray is not None:
+        from .executors import RayRunner
+
+        runner = RayRunner(store, ray, progress=None)
+    else:
+        runner = Runner(store, progress=None, ddp=ddp)
     try:
         with RunProgress(total) as prog:
             runner.emit = prog
@@ -197,6 +284,9 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
     except USER_ERRORS as exc:
         finish_run(store, runner.summary, "failed")
         fail(f"{exc} (records so far kept in {store.path})")
+    finally:
+        if ray is not None:
+            ray.shutdown()
     finish_run(store, summary, "complete")
     out_console.print(summary_table(store.records(), title=f"run {store.run_id}"))
     bad = {k: v for k, v in summary.counts.items() if k != "ok"}
