@@ -338,18 +338,34 @@ def compare_cmd(
                            out_dir=str(out) if out else None)
     from rich.table import Table
 
-    shown = ["group", "model", "value", "baseline_value", "value_a", "value_b", "ratio", "p_holm", "signif", "status"]
-    df = res.table[[c for c in shown if c in res.table.columns]]
-    t = Table(title=f"{metric}: " + (f"{run_b} / {run_a}" if run_b else f"relative to {baseline}"))
-    for c in df.columns:
-        t.add_column(str(c), overflow="fold")
-    for _, row in df.iterrows():
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()])
-    out_console.print(t)
+    df = res.table
+    two = run_b is not None
+    for group, g in df.groupby("group", sort=False):
+        t = Table(title=f"{metric}, {group}: " + (f"B={run_b} / A={run_a}" if two else f"relative to {baseline}"))
+        t.add_column("model", no_wrap=True)
+        show_status = bool((g["status"] != "ok").any())
+        for head in (("A", "B") if two else ("value", "base")) + ("ratio", "95% CI", "p (Holm)") + (
+                ("status",) if show_status else ()):
+            t.add_column(head, justify="left" if head == "status" else "right", no_wrap=True)
+        for _, r in g.iterrows():
+            vals = (r["value_a"], r["value_b"]) if two else (r["value"], r["baseline_value"])
+            ci = (f"{r['ratio_ci_low']:.3g}-{r['ratio_ci_high']:.3g}"
+                  if "ratio_ci_low" in r and r["ratio_ci_low"] == r["ratio_ci_low"] else "-")
+            p = r.get("p_holm", float("nan"))
+            pv = "-" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4") + f" {r.get('signif', '')}".rstrip()
+            t.add_row(str(r["model"]), *[_cell(v) for v in vals], _cell(r["ratio"]), ci, pv,
+                      *((str(r["status"]),) if show_status else ()))
+        out_console.print(t)
     for note in getattr(res, "notes", []) or []:
         err_console.print(f"note: {note}")
     if getattr(res, "figure", None):
         out_console.print(f"figure: {res.figure}")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.3g}"
+    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------- env
