@@ -83,6 +83,9 @@ COLUMNS: dict[str, str] = {
     # memory
     "peak_mem_mib": "peak live tensor memory of an inference forward (MiB)",
     "train_peak_mem_mib": "peak live tensor memory of one training step (MiB)",
+    # distributed
+    "ddp_world_size": "processes that trained the model (1 = no DDP)",
+    "measured_under_ddp": "cost measured inside a DDP group (always false: costs are measured on one device)",
     # provenance
     "device": "cpu | cuda:N",
     "device_name": "CPU or GPU model",
