@@ -103,6 +103,9 @@ def run_cmd(
     train_size: Optional[int] = typer.Option(None, help="synthetic: training clips"),
     val_size: Optional[int] = typer.Option(None, help="synthetic: validation clips"),
     decoder: Optional[str] = typer.Option(None, help="real video: auto | pyav | torchcodec"),
+    amp: str = typer.Option("none", help="latency under autocast: none | fp16 | bf16"),
+    channels_last: bool = typer.Option(False, "--channels-last", help="latency with channels_last tensors"),
+    compile: bool = typer.Option(False, "--compile", help="latency of torch.compile(model)"),
     out: Path = typer.Option(Path("results"), help="results root"),
     resume: Optional[str] = typer.Option(None, help="resume RUN_ID: measure only what it lacks"),
     nproc: Optional[int] = typer.Option(None, help="train each model with DDP on N processes of this machine "
@@ -128,6 +131,7 @@ def run_cmd(
             epochs=epochs, lr=lr, seeds=parse_int_list(seeds, what="--seeds"), profile=profile, device=device,
             measure=measure, backbone=backbone, cost_clip=cost_clip, cost_backbone=cost_backbone, threads=threads,
             noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
+            amp=amp, channels_last=channels_last, compile=compile,
         )
         spec = build_run_spec(opts, resolved_device=dev)
         ray = _launch(ctx, nproc, executor, address, [spec])

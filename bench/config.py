@@ -58,6 +58,13 @@ class MeasureSpec:
     max_time_s: float = 2.0
     warmup_s: float = 0.3
     memory_train_step: bool = True
+    amp: str | None = None          # latency under autocast: None | "fp16" | "bf16"
+    channels_last: bool = False     # latency with channels_last memory format
+    compile: bool = False           # latency of torch.compile(model) (compile time excluded by the warm-up)
+
+    def __post_init__(self) -> None:
+        if self.amp not in (None, "fp16", "bf16"):
+            raise ValueError(f"amp must be none, fp16 or bf16, got {self.amp!r}")
 
 
 @dataclass(frozen=True)

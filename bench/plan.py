@@ -41,6 +41,9 @@ class RunOptions:
     train_size: int | None = None
     val_size: int | None = None
     decoder: str | None = None
+    amp: str | None = None                # latency knobs (see MeasureSpec)
+    channels_last: bool = False
+    compile: bool = False
 
 
 def parse_clip(text: str) -> tuple[int, int, int]:
@@ -112,9 +115,11 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
         raise ValueError("--seeds needs at least one integer, e.g. --seeds 0,1,2")
     if opts.threads is not None and opts.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {opts.threads}")
+    amp = None if opts.amp in (None, "none") else opts.amp
+    measure_spec = replace(prof.measure, amp=amp, channels_last=opts.channels_last, compile=opts.compile)
     return RunSpec(
         models=models, dataset=dataset, clip=clip, backbone=backbone, train=train, cost=cost,
-        measure=prof.measure, measurements=measurements, seeds=tuple(opts.seeds), device=resolved_device,
+        measure=measure_spec, measurements=measurements, seeds=tuple(opts.seeds), device=resolved_device,
         threads=opts.threads, profile=prof.name,
     )
 

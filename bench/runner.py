@@ -134,7 +134,7 @@ class Runner:
         return self._peak
 
     def _run_point(self, spec: RunSpec, *, accuracy: bool = True, costs: bool = True) -> None:
-        from .data import build_dataset, ceiling_for, make_loader
+        from .data import build_dataset, ceiling_for
 
         device = resolve_device(spec.device)
         if spec.threads:
@@ -187,7 +187,8 @@ class Runner:
 
     def _record(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         rec = self.store.append({"key": key, **record}) if self.writes else {"key": key, **record}
-        self.done.add(key) if rec["status"] != "error" else None
+        if rec["status"] != "error":  # an error is retried by a resume; everything else is final
+            self.done.add(key)
         self.summary.counts[rec["status"]] = self.summary.counts.get(rec["status"], 0) + 1
         self.summary.records.append(rec)
         if rec.get("measurement") == "flops" and rec["status"] == "ok":
@@ -249,7 +250,7 @@ class Runner:
                 "train_time_s": res.train_time_s, "final_train_loss": res.final_train_loss,
                 "history": res.history, "lr": spec.train.lr,
                 "train_size": getattr(spec.dataset, "train_size", None),
-                "skipped_videos": len(getattr(val_ds, "skipped", []) or []),
+                **_data_facts(train_loader, val_loader),
             }
             for k, v in (ceiling or {}).items():
                 out[f"ceiling_{k}"] = v
@@ -268,7 +269,7 @@ class Runner:
         return holder.get("model")
 
     def _costs(self, spec, name, meta, scale, clip, backbone, num_classes, device, seed, model, batches) -> None:
-        from .measure import count_flops, count_params, measure_latency, measure_memory
+        from .measure import count_flops, count_params
 
         wanted = [m for m in ("params", "flops", "latency", "memory") if m in spec.measurements]
         if not wanted:
@@ -308,14 +309,15 @@ class Runner:
 
         m = spec.measure
         x = clip.dummy(batch, device=device)
+        modes = {"amp": m.amp, "channels_last": m.channels_last, "compile": m.compile}
         lat = measure_latency(model, x, device=device, warmup_s=m.warmup_s, min_samples=m.min_samples,
-                              max_time_s=m.max_time_s)
+                              max_time_s=m.max_time_s, **modes)
         out = lat.as_dict()
         p50 = out.get("latency_ms_p50")
         flow = getattr(model, "flow", None)
         if meta.get("needs_flow") and flow is not None:
             fl = measure_latency(flow, x, device=device, warmup_s=m.warmup_s, min_samples=m.min_samples,
-                                 max_time_s=m.max_time_s)
+                                 max_time_s=m.max_time_s, **modes)
             out["flow_latency_ms_p50"] = fl.latency_ms_p50
             out["flow_share"] = fl.latency_ms_p50 / p50 if p50 else None
         gmacs = self._flops.get((meta["point_id"], meta["model"], scale))
@@ -339,6 +341,17 @@ class Runner:
                 out["train_reserved_mib"] = tr.get("reserved_mib")
         model.eval()
         return out
+
+
+def _data_facts(*loaders) -> dict[str, Any]:
+    """Decoder used and videos skipped (with reasons) by the loaders' datasets, for the accuracy record."""
+    facts = [ld.dataset.describe() for ld in loaders if hasattr(getattr(ld, "dataset", None), "describe")]
+    skipped = [item for f in facts for item in f.get("skipped_items", [])]
+    return {
+        "decoder": next((f["decoder"] for f in facts if f.get("decoder")), None),
+        "skipped_videos": len(skipped),
+        "skipped_video_list": json.dumps(skipped[:100]),  # the first 100 (path, reason) pairs
+    }
 
 
 def start_run(store: RunStore, points: list[RunSpec], *, command: str, device: str) -> None:

@@ -82,3 +82,22 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_latency_modes_reach_the_record(tmp_path):
+    spec = build_run_spec(RunOptions(models="single_frame", profile="smoke", measure="latency", amp="bf16",
+                                     channels_last=True, cost_clip="off"), resolved_device="cpu")
+    store = RunStore.create(tmp_path, "r")
+    Runner(store).run([spec])
+    (rec,) = store.records()
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["latency_amp"] == "bf16" and rec["latency_channels_last"] is True
+    with pytest.raises(ValueError, match="amp"):
+        build_run_spec(RunOptions(models="single_frame", amp="fp8"), resolved_device="cpu")
+
+
+def test_accuracy_record_names_decoder_and_skipped_videos(tmp_path):
+    store = RunStore.create(tmp_path, "r")
+    Runner(store).run([_spec(models="pool_avg", measure="accuracy")])
+    (rec,) = store.records()
+    assert rec["decoder"] is None and rec["skipped_videos"] == 0 and rec["skipped_video_list"] == "[]"
