@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from fusion_models import list_models
 from fusion_models.backbone import BACKBONES
 
-from .config import MEASUREMENTS, CostSpec, MeasureSpec, RunSpec, get_profile, parse_size
+from .config import MEASUREMENTS, RunSpec, get_profile, parse_size
 from .data import DatasetSpec
 
 

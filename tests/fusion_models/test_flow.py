@@ -5,7 +5,6 @@ EPE tolerances are ~1.5-2x the values measured on the dev box (noted next to eac
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
