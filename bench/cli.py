@@ -10,7 +10,7 @@ from typing import Iterator, List, Optional
 
 import typer
 
-from .console import RunProgress, err_console, fail, out_console, summary_table
+from .console import RunProgress, err_console, fail, fmt, out_console, summary_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fusionbench: every way of fusing time in a video classifier, measured side by side.")
@@ -357,19 +357,13 @@ def compare_cmd(
                   if "ratio_ci_low" in r and r["ratio_ci_low"] == r["ratio_ci_low"] else "-")
             p = r.get("p_holm", float("nan"))
             pv = "-" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4") + f" {r.get('signif', '')}".rstrip()
-            t.add_row(str(r["model"]), *[_cell(v) for v in vals], _cell(r["ratio"]), ci, pv,
+            t.add_row(str(r["model"]), *[fmt(v) for v in vals], fmt(r["ratio"]), ci, pv,
                       *((str(r["status"]),) if show_status else ()))
         out_console.print(t)
     for note in getattr(res, "notes", []) or []:
         err_console.print(f"note: {note}")
     if getattr(res, "figure", None):
         out_console.print(f"figure: {res.figure}")
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "-" if value != value else f"{value:.3g}"
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------- env

@@ -61,7 +61,8 @@ class RunProgress:
             self.console.print(_record_line(info), highlight=False)
 
 
-def _fmt(x: Any, spec: str = ".3g") -> str:
+def fmt(x: Any, spec: str = ".3g") -> str:
+    """A number formatted with ``spec``; None and NaN as "-", anything else as ``str``."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
@@ -73,17 +74,17 @@ def _record_line(r: dict) -> str:
         return f"{head} [red]{r['status']}[/red]: {str(r.get('error'))[:160]}"
     m = r["measurement"]
     if m == "accuracy":
-        body = f"top-1 {_fmt(r.get('acc_top1'), '.3f')} (ceiling {_fmt(r.get('ceiling_top1'), '.2f')}) in {_fmt(r.get('train_time_s'), '.1f')} s"
+        body = f"top-1 {fmt(r.get('acc_top1'), '.3f')} (ceiling {fmt(r.get('ceiling_top1'), '.2f')}) in {fmt(r.get('train_time_s'), '.1f')} s"
     elif m == "params":
-        body = f"{_fmt(r.get('params'), ',')} params, first conv {_fmt(r.get('first_conv_params'), ',')}"
+        body = f"{fmt(r.get('params'), ',')} params, first conv {fmt(r.get('first_conv_params'), ',')}"
     elif m == "flops":
-        body = f"{_fmt(r.get('gmacs'), '.4g')} GMACs, {_fmt(r.get('gflops_torch'), '.4g')} GFLOPs (torch)"
+        body = f"{fmt(r.get('gmacs'), '.4g')} GMACs, {fmt(r.get('gflops_torch'), '.4g')} GFLOPs (torch)"
     elif m == "latency":
-        body = f"batch {r.get('batch_size')}: p50 {_fmt(r.get('latency_ms_p50'), '.3g')} ms, p90 {_fmt(r.get('latency_ms_p90'), '.3g')} ms"
+        body = f"batch {r.get('batch_size')}: p50 {fmt(r.get('latency_ms_p50'), '.3g')} ms, p90 {fmt(r.get('latency_ms_p90'), '.3g')} ms"
         if r.get("flow_share") is not None:
             body += f", flow {100 * r['flow_share']:.0f}%"
     elif m == "memory":
-        body = f"peak {_fmt(r.get('peak_mem_mib'), '.3g')} MiB (train step {_fmt(r.get('train_peak_mem_mib'), '.3g')} MiB)"
+        body = f"peak {fmt(r.get('peak_mem_mib'), '.3g')} MiB (train step {fmt(r.get('train_peak_mem_mib'), '.3g')} MiB)"
     else:
         body = ""
     return f"{head} {body}"
@@ -117,9 +118,9 @@ def summary_table(records: Iterable[dict], title: str = "summary") -> Table:
     for name, d in by_model.items():
         a = [x for x in accs.get(name, []) if x is not None]
         t.add_row(
-            name, d["status"], _fmt(sum(a) / len(a), ".3f") if a else "-", _fmt(d.get("ceiling"), ".2f"),
-            _fmt(d.get("params_train"), ","), _fmt(d.get("gmacs_cost"), ".3g"), _fmt(d.get("lat_train"), ".3g"),
-            _fmt(d.get("lat_cost"), ".3g"), _fmt(d.get("mem_cost"), ".3g"),
+            name, d["status"], fmt(sum(a) / len(a), ".3f") if a else "-", fmt(d.get("ceiling"), ".2f"),
+            fmt(d.get("params_train"), ","), fmt(d.get("gmacs_cost"), ".3g"), fmt(d.get("lat_train"), ".3g"),
+            fmt(d.get("lat_cost"), ".3g"), fmt(d.get("mem_cost"), ".3g"),
         )
     return t
 

@@ -26,6 +26,7 @@ from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
 from .config import RunSpec
+from .measure import count_flops, count_params, is_oom, measure_latency, measure_matmul_peak, measure_memory
 from .results import PROVENANCE_KEYS, RunStore, environment, now_iso
 
 Progress = Callable[[str, dict], None]
@@ -52,14 +53,6 @@ def resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
     return device
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    if type(exc).__name__ in ("MeasureOOM",):
-        return True
-    return "out of memory" in str(exc).lower()
 
 
 def _error_message(exc: BaseException) -> str:
@@ -124,8 +117,6 @@ class Runner:
 
     def _matmul_peak(self, device: str) -> float | None:
         if self._peak is None:
-            from .measure import measure_matmul_peak
-
             try:
                 self._peak = float(measure_matmul_peak(device=device))
             except Exception:  # noqa: BLE001 - the peak is context, never a reason to fail a run
@@ -211,7 +202,7 @@ class Runner:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - one broken model never kills a sweep
-            status = "oom" if _is_oom(exc) else "error"
+            status = "oom" if is_oom(exc) else "error"
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return self._record(key, {**base, "status": status, "error": _error_message(exc)})
@@ -269,18 +260,14 @@ class Runner:
         return holder.get("model")
 
     def _costs(self, spec, name, meta, scale, clip, backbone, num_classes, device, seed, model, batches) -> None:
-        from .measure import count_flops, count_params
-
         wanted = [m for m in ("params", "flops", "latency", "memory") if m in spec.measurements]
         if not wanted:
             return
         prefix = f"{meta['point_id']}|{name}|{seed}"
-        keys = {m: f"{prefix}|{m}|{scale}|{b}" for m in wanted for b in (batches if m == "latency" else [1])}
         mem_batch = spec.train.batch_size if scale == "train" else 1
-        if "memory" in wanted:
-            keys["memory"] = f"{prefix}|memory|{scale}|{mem_batch}"
-        lat_keys = {b: f"{prefix}|latency|{scale}|{b}" for b in batches} if "latency" in wanted else {}
-        if all(k in self.done for k in [*(v for m, v in keys.items() if m != "latency"), *lat_keys.values()]):
+        planned = [(m, b) for m in wanted for b in (batches if m == "latency" else [mem_batch if m == "memory" else 1])]
+        keys = {(m, b): f"{prefix}|{m}|{scale}|{b}" for m, b in planned}
+        if all(k in self.done for k in keys.values()):  # nothing to do: don't even build the model
             self.summary.skipped += len(keys)
             return
         built: dict[str, Any] = {"model": model}
@@ -291,22 +278,16 @@ class Runner:
             return built["model"].to(device).eval()
 
         base = {**meta, "scale": scale, "measured_under_ddp": False}  # costs: one process, after any DDP group
-        if "params" in wanted:
-            self._attempt(keys["params"], {**base, "measurement": "params", "batch_size": 1},
-                          lambda: count_params(get_model()).as_dict())
-        if "flops" in wanted:
-            self._attempt(keys["flops"], {**base, "measurement": "flops", "batch_size": 1},
-                          lambda: count_flops(get_model(), clip.dummy(1, device=device)).as_dict())
-        for b in lat_keys:
-            self._attempt(lat_keys[b], {**base, "measurement": "latency", "batch_size": b},
-                          lambda b=b: self._latency(spec, get_model(), clip, b, device, meta, scale))
-        if "memory" in wanted:
-            self._attempt(keys["memory"], {**base, "measurement": "memory", "batch_size": mem_batch},
-                          lambda: self._memory(spec, get_model(), clip, mem_batch, device))
+        measure = {
+            "params": lambda b: count_params(get_model()).as_dict(),
+            "flops": lambda b: count_flops(get_model(), clip.dummy(1, device=device)).as_dict(),
+            "latency": lambda b: self._latency(spec, get_model(), clip, b, device, meta, scale),
+            "memory": lambda b: self._memory(spec, get_model(), clip, b, device),
+        }
+        for m, b in planned:
+            self._attempt(keys[(m, b)], {**base, "measurement": m, "batch_size": b}, lambda m=m, b=b: measure[m](b))
 
     def _latency(self, spec, model, clip, batch, device, meta, scale) -> dict[str, Any]:
-        from .measure import measure_latency
-
         m = spec.measure
         x = clip.dummy(batch, device=device)
         modes = {"amp": m.amp, "channels_last": m.channels_last, "compile": m.compile}
@@ -330,8 +311,6 @@ class Runner:
         return out
 
     def _memory(self, spec, model, clip, batch, device) -> dict[str, Any]:
-        from .measure import measure_memory
-
         x = clip.dummy(batch, device=device)
         out = dict(measure_memory(model, x, device=device, train_step=False).as_dict())
         if spec.measure.memory_train_step:

@@ -9,7 +9,7 @@ unit-named record fields. Nothing here prints; an out-of-memory raises ``Measure
     measure_memory(model, clip, ...)        -> MemoryResult  peak_mem_mib, baseline_mib, reserved_mib
     measure_matmul_peak(device)             -> MatmulPeak    matmul_peak_gflops_s
 """
-from ._common import MeasureOOM
+from ._common import MeasureOOM, is_oom
 from .flops import FLOPS_POLICY, FlopsResult, count_flops
 from .hardware import MatmulPeak, achieved_gflops_s, measure_matmul_peak
 from .latency import LatencyResult, measure_latency
@@ -23,6 +23,7 @@ __all__ = [
     "LiveTensorBytes",
     "MatmulPeak",
     "MeasureOOM",
+    "is_oom",
     "MemoryResult",
     "ParamsResult",
     "achieved_gflops_s",

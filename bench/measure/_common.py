@@ -18,8 +18,9 @@ class MeasureOOM(RuntimeError):
     """
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory failure (CUDA, CPU allocator, or an already-wrapped one)."""
+    if isinstance(exc, (MeasureOOM, torch.OutOfMemoryError, MemoryError)):
         return True
     msg = str(exc)
     # CPU allocator failures are plain RuntimeErrors from c10's DefaultCPUAllocator.
@@ -36,7 +37,7 @@ def oom_guard(what: str) -> Iterator[None]:
     except MeasureOOM:
         raise
     except (RuntimeError, MemoryError) as exc:
-        if isinstance(exc, MemoryError) or _is_oom(exc):
+        if is_oom(exc):
             raise MeasureOOM(f"out of memory during {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
         raise
 

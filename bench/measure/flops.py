@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._common import MeasureOOM, _is_oom, as_tuple, mha_fastpath_disabled, to_json
+from ._common import MeasureOOM, as_tuple, is_oom, mha_fastpath_disabled, to_json
 from .flop_handlers import FVCORE_HANDLES, FVCORE_IGNORED, is_data_movement, is_policy_zero, torch_custom_mapping
 
 FLOPS_POLICY = "matmul-macs-v1"  # what counts: matmul-like MACs only; bump when the policy changes
@@ -155,7 +155,7 @@ def _count_fvcore(model: nn.Module, args: tuple) -> dict[str, Any]:
         out["total"] = total / 1e9
         out["by_module"] = {name: by_module.get(name, 0) / 1e9 for name, _ in model.named_children()}
     except Exception as exc:  # tracing fails on data-dependent control flow, unsupported inputs, ...
-        out["error"], out["oom"] = _error_text(exc), _is_oom(exc)
+        out["error"], out["oom"] = _error_text(exc), is_oom(exc)
     return out
 
 
@@ -193,5 +193,5 @@ def _count_torch(model: nn.Module, args: tuple) -> dict[str, Any]:
                     skipped[name] += n
         out["unsupported"] = dict(sorted(skipped.items()))
     except Exception as exc:
-        out["error"], out["oom"] = _error_text(exc), _is_oom(exc)
+        out["error"], out["oom"] = _error_text(exc), is_oom(exc)
     return out
