@@ -204,8 +204,7 @@ class RayRunner:
         self.written.add(key)
         if rec["status"] != "error":
             self.done.add(key)
-        self.summary.counts[rec["status"]] = self.summary.counts.get(rec["status"], 0) + 1
-        self.summary.records.append(rec)
+        self.summary.add(rec)
         self.emit("record", rec)
 
     def _task_error(self, spec: RunSpec, name: str, seed: int, exc: BaseException) -> dict[str, Any]:

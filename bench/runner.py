@@ -43,6 +43,11 @@ class RunSummary:
     skipped: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
 
+    def add(self, record: dict[str, Any]) -> None:
+        """Count a record written by this run under its status."""
+        self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
+        self.records.append(record)
+
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; a CUDA request without a GPU raises ``ValueError``."""
@@ -180,8 +185,7 @@ class Runner:
         rec = self.store.append({"key": key, **record}) if self.writes else {"key": key, **record}
         if rec["status"] != "error":  # an error is retried by a resume; everything else is final
             self.done.add(key)
-        self.summary.counts[rec["status"]] = self.summary.counts.get(rec["status"], 0) + 1
-        self.summary.records.append(rec)
+        self.summary.add(rec)
         if rec.get("measurement") == "flops" and rec["status"] == "ok":
             self._flops[(rec.get("point_id"), rec.get("model"), rec.get("scale"))] = rec.get("gmacs")
         self.emit("record", rec)
