@@ -223,35 +223,60 @@ class Runner:
         holder: dict[str, Any] = {}
 
         def fn() -> dict[str, Any]:
+            from .data import build_dataset, carve_stopping_split
+            from .measure import sample_efficiency, wilson_interval
+
             model = self._build(name, spec.clip, spec.backbone, spec, num_classes, seed)
-            train_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed,
+            # The stopping split comes out of the training data (never the reported split), same carve per seed.
+            fit_ds, stop_ds = carve_stopping_split(build_dataset(spec.dataset, spec.clip, split="train", seed=seed),
+                                                   spec.train.stop_fraction, seed)
+            train_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed, dataset=fit_ds,
                                        batch_size=spec.train.batch_size, num_workers=spec.train.num_workers)
+            stop_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed, dataset=stop_ds,
+                                      batch_size=max(spec.train.batch_size, 256), shuffle=False,
+                                      num_workers=spec.train.num_workers)
             val_loader = make_loader(spec.dataset, spec.clip, split="val", seed=seed,
-                                     batch_size=max(spec.train.batch_size, 64), shuffle=False,
+                                     batch_size=max(spec.train.batch_size, 256), shuffle=False,
                                      num_workers=spec.train.num_workers,
                                      video_index=not spec.dataset.is_synthetic)  # video-level accuracy
             if self.ddp is not None:  # disjoint slices of the same global batches; eval shards gathered
                 train_loader = self.ddp.shard(train_loader, drop_short=True)
+                stop_loader = self.ddp.shard(stop_loader, drop_short=False)
                 val_loader = self.ddp.shard(val_loader, drop_short=False)
+            top1_ceiling = (ceiling or {}).get("top1")
             res = train_and_evaluate(
                 model, train_loader, val_loader, spec=spec.train, seed=seed, device=device,
                 class_names=getattr(val_ds, "class_names", None),
                 class_attributes=getattr(val_ds, "class_attributes", None),
                 progress=lambda ev, info: self.emit(f"train_{ev}", {"model": name, **info}), ddp=self.ddp,
+                stop_loader=stop_loader, ceiling=top1_ceiling,
             )
             holder["model"] = model
+            budget = res.steps if spec.train.fixed_length else spec.train.budget_steps  # the AUC's common range
             out: dict[str, Any] = {
                 "status": res.status, "error": res.error, "epochs": spec.train.epochs, "epochs_run": res.epochs_run,
                 "train_time_s": res.train_time_s, "final_train_loss": res.final_train_loss,
                 "history": res.history, "lr": spec.train.lr,
                 "train_size": getattr(spec.dataset, "train_size", None),
+                "stop_reason": res.stop_reason, "converged": res.converged, "steps": res.steps,
+                "samples_seen": res.samples, "selected_step": res.selected_step,
+                "fit_n": len(fit_ds), "stop_n": len(stop_ds), "budget_steps": spec.train.budget_steps,
+                "patience": spec.train.patience, "eval_every": spec.train.eval_every,
+                "train_step_gmacs": res.train_step_gmacs,
+                "train_gmacs": (res.train_gmacs_per_sample * res.samples
+                                if res.train_gmacs_per_sample is not None else None),
+                "learning_curve": json.dumps(res.curve, separators=(",", ":")),
+                **sample_efficiency(res.curve, top1_ceiling, budget),
                 **_data_facts(train_loader, val_loader),
             }
             for k, v in (ceiling or {}).items():
                 out[f"ceiling_{k}"] = v
             if res.eval is not None:
+                k_right = round(res.eval.acc_top1 * res.eval.n)
+                lo, hi = wilson_interval(k_right, res.eval.n)
                 out.update({
                     "acc_top1": res.eval.acc_top1, "val_loss": res.eval.val_loss, "val_n": res.eval.n,
+                    "acc_top1_lo": lo, "acc_top1_hi": hi, "val_correct": res.eval.correct,
                     "per_class_acc": res.eval.per_class_acc, "video_acc_top1": res.eval.video_acc_top1,
                     **{f"acc_{k}": v for k, v in res.eval.attribute_acc.items()},
                 })

@@ -7,11 +7,12 @@ from .ceilings import CEILINGS, FAMILIES, ceiling_for
 from .decode import resolve_decoder, torchcodec_error
 from .loader import BatchView, EpochBatchSampler, build_dataset, make_loader
 from .spec import DATASETS, DatasetSpec
+from .stopping import SplitView, carve_stopping_split, stopping_indices
 from .synthetic import DIRECTIONS, ORDERS, SHAPES, ClipParams, SyntheticClips
 from .video import NoUsableVideos, VideoClips
 
 __all__ = [
     "CEILINGS", "FAMILIES", "ceiling_for", "resolve_decoder", "torchcodec_error", "BatchView", "EpochBatchSampler",
     "build_dataset", "make_loader", "DATASETS", "DatasetSpec", "DIRECTIONS", "ORDERS", "SHAPES", "ClipParams",
-    "SyntheticClips", "NoUsableVideos", "VideoClips",
+    "SyntheticClips", "NoUsableVideos", "VideoClips", "SplitView", "carve_stopping_split", "stopping_indices",
 ]

@@ -8,9 +8,11 @@ unit-named record fields. Nothing here prints; an out-of-memory raises ``Measure
     measure_latency(model, clip, ...)       -> LatencyResult latency_ms_p50/p90/p99/mean/iqr, ci95, samples
     measure_memory(model, clip, ...)        -> MemoryResult  peak_mem_mib, baseline_mib, reserved_mib
     measure_matmul_peak(device)             -> MatmulPeak    matmul_peak_gflops_s
+    count_train_step_gmacs(model, clip, y)  -> float         forward + backward GMACs of one training step
 """
 from ._common import MeasureOOM, is_oom
-from .flops import FLOPS_POLICY, FlopsResult, count_flops
+from .accuracy import clopper_pearson, holm, mcnemar_exact, pack_correct, sample_efficiency, unpack_correct, wilson_interval
+from .flops import FLOPS_POLICY, FlopsResult, count_flops, count_train_step_gmacs
 from .hardware import MatmulPeak, achieved_gflops_s, measure_matmul_peak
 from .latency import LatencyResult, measure_latency
 from .memory import LiveTensorBytes, MemoryResult, measure_memory
@@ -28,6 +30,14 @@ __all__ = [
     "ParamsResult",
     "achieved_gflops_s",
     "count_flops",
+    "count_train_step_gmacs",
+    "clopper_pearson",
+    "holm",
+    "mcnemar_exact",
+    "pack_correct",
+    "sample_efficiency",
+    "unpack_correct",
+    "wilson_interval",
     "count_params",
     "measure_latency",
     "measure_matmul_peak",

@@ -195,3 +195,32 @@ def _count_torch(model: nn.Module, args: tuple) -> dict[str, Any]:
     except Exception as exc:
         out["error"], out["oom"] = _error_text(exc), is_oom(exc)
     return out
+
+
+def count_train_step_gmacs(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
+    """Counted MACs of one training step (forward + backward of the cross-entropy) on ``clips [B, T, C, H, W]``.
+
+    Counted by torch's ``FlopCounterMode`` on a deep copy in train mode (BatchNorm statistics, gradients and
+    the caller's RNG state are left as they were), so the backward is what autograd runs -- e.g. no input
+    gradient for the first layer -- not an assumed 2x forward. Returns ``train_step_gmacs`` (whole batch),
+    ``train_forward_gmacs`` and ``train_backward_gmacs``; ``None`` values and ``error`` when counting fails.
+    """
+    import copy
+
+    rng = torch.get_rng_state()
+    try:
+        net = copy.deepcopy(model).train()
+        fwd = FlopCounterMode(display=False, custom_mapping=torch_custom_mapping())
+        with mha_fastpath_disabled():
+            with fwd:
+                loss = nn.functional.cross_entropy(net(clips), labels)
+            bwd = FlopCounterMode(display=False, custom_mapping=torch_custom_mapping())
+            with bwd:
+                loss.backward()
+        f, b = fwd.get_total_flops() / 2e9, bwd.get_total_flops() / 2e9
+        return {"train_step_gmacs": f + b, "train_forward_gmacs": f, "train_backward_gmacs": b, "error": None}
+    except Exception as exc:  # noqa: BLE001 - a failed count leaves the curve's compute empty, never the run
+        return {"train_step_gmacs": None, "train_forward_gmacs": None, "train_backward_gmacs": None,
+                "error": _error_text(exc)}
+    finally:
+        torch.set_rng_state(rng)
