@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
+from .clip import ClipSpec
 from .layers import ClassifierHead
 from .registry import register_model
 
@@ -30,7 +30,6 @@ class EarlyFusion(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W] -> [B, K]`` (T must equal the T it was built for)."""
-        check_clip(clip, channels=self.channels, min_frames=1, name="early_fusion")
         if clip.shape[1] != self.frames:
             raise ValueError(
                 f"early_fusion: built for T={self.frames} frames ({self.frames * self.channels} input channels), "

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
+from .clip import ClipSpec
 from .layers import ClassifierHead, TemporalDifference
 from .registry import register_model
 
@@ -51,8 +51,6 @@ class HiddenTwoStream(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W] -> [B, K]`` (T >= 2)."""
-        name = "hidden_two_stream" if self.difference == "maps" else "hidden_two_stream_pooled"
-        check_clip(clip, channels=self.channels, min_frames=2, name=name)
         maps = self.backbone.per_frame_maps(clip)  # [B, T, D, h, w]
         x = maps.mean(dim=(3, 4))  # x_t                        [B, T, D]
         a = x.mean(dim=1)  # appearance                          [B, D]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
+from .clip import ClipSpec
 from .flow import HornSchunck, stack_flow
 from .layers import ClassifierHead, ConvFusion, GatedFusion
 from .registry import register_model
@@ -43,7 +43,6 @@ class _TwoStreamBase(nn.Module):
 
     def streams(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, T, C, H, W] -> (Fs, Ft)``, each ``[B, D, h, w]``."""
-        check_clip(clip, channels=self.channels, min_frames=2, name=self.name)
         if clip.shape[1] != self.frames:
             raise ValueError(
                 f"{self.name}: built for T={self.frames} frames (2L={2 * (self.frames - 1)} flow channels), "
