@@ -60,3 +60,15 @@ def check_clip(clip: torch.Tensor, *, channels: int = 3, min_frames: int = 1, na
         )
     if clip.shape[1] < min_frames:
         raise ValueError(f"{name}: needs at least {min_frames} frames, got T={clip.shape[1]} (shape {tuple(clip.shape)})")
+
+
+class ClipCheck:
+    """Forward pre-hook the registry puts on every model it builds: ``check_clip`` with the model's registered
+    name, its clip's channel count and ``ModelInfo.min_frames``, so no model restates them in ``forward``."""
+
+    def __init__(self, name: str, *, channels: int, min_frames: int) -> None:
+        self.name, self.channels, self.min_frames = name, channels, min_frames
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        clip = args[0] if args else next(iter(kwargs.values()), None)
+        check_clip(clip, channels=self.channels, min_frames=self.min_frames, name=self.name)

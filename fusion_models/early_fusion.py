@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
+from .backbone import Backbone
+from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead
 from .registry import register_model
 
@@ -30,7 +31,6 @@ class EarlyFusion(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W] -> [B, K]`` (T must equal the T it was built for)."""
-        check_clip(clip, channels=self.channels, min_frames=1, name="early_fusion")
         if clip.shape[1] != self.frames:
             raise ValueError(
                 f"early_fusion: built for T={self.frames} frames ({self.frames * self.channels} input channels), "
@@ -51,12 +51,9 @@ def early_fusion(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> EarlyFusion:
     """Frames stacked on channels (3T) into one inflated backbone; fixed T."""
-    enc = build_backbone(backbone, in_channels=clip.frames * clip.channels, pretrained=pretrained, width=width)
-    head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
-    return EarlyFusion(enc, head, frames=clip.frames, channels=clip.channels)
+    e = EncoderArgs.of("early_fusion", **encoder)
+    enc = e.build(clip.frames * clip.channels)
+    return EarlyFusion(enc, e.head(enc.out_channels, num_classes), frames=clip.frames, channels=clip.channels)

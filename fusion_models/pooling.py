@@ -3,87 +3,41 @@
     clip [B, T, C, H, W] --f_theta per frame + GAP--> x_t [B, T, D] --TemporalPool--> x [B, D] --g_phi--> z [B, K]
 
 ``pool_avg`` (x = 1/T sum_t x_t) is also the notes' feature-level late fusion; ``pool_max`` takes the
-per-feature max over t; ``pool_attn`` weights frames by ``alpha = softmax_t(w^T x_t)``.
+per-feature max over t; ``pool_attn`` weights frames by ``alpha = softmax_t(w^T x_t)``. Each is a
+``PerFrameClassifier`` whose aggregator is ``TemporalPool(D, mode)``.
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import Callable
 
-from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
-from .layers import ClassifierHead, TemporalPool
+from .clip import ClipSpec
+from .encoder import EncoderArgs
+from .layers import TemporalPool
+from .per_frame import PerFrameClassifier, per_frame_model
 from .registry import register_model
 
-
-class TemporalPooling(nn.Module):
-    """``[B, T, C, H, W] -> x_t [B, T, D] -> pool -> [B, D] -> head -> [B, K]``."""
-
-    def __init__(self, backbone: Backbone, pool: TemporalPool, head: ClassifierHead, *, channels: int = 3) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.pool = pool
-        self.head = head
-        self.channels = channels
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, H, W] -> [B, K]``."""
-        check_clip(clip, channels=self.channels, min_frames=1, name=f"pool_{self.pool.mode}")
-        return self.head(self.pool(self.backbone.per_frame(clip)))
-
-
-def _pooling(
-    mode: str, *, clip: ClipSpec, num_classes: int, backbone: str, pretrained: bool, width: int, dropout: float
-) -> TemporalPooling:
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    pool = TemporalPool(enc.out_channels, mode)
-    head = ClassifierHead(pool.output_dim, num_classes, dropout=dropout)
-    return TemporalPooling(enc, pool, head, channels=clip.channels)
-
-
-@register_model(
-    name="pool_avg",
-    family="order_invariant",
-    fusion_point="feature",
-    order_aware=False,
-    reference="notes §3 (feature-level late fusion) and §4 (average pooling); Ng et al. 2015",
+# (mode, reference, description): one registered model ``pool_<mode>`` each.
+POOLINGS = (
+    ("avg", "notes §3 (feature-level late fusion) and §4 (average pooling); Ng et al. 2015",
+     "Per-frame features averaged over time (feature-level late fusion)."),
+    ("max", "notes §4 (max pooling); Ng et al. 2015 (conv pooling)",
+     "Per-feature max over time of per-frame features."),
+    ("attn", "notes §4 (weighted pooling: s_t = w^T x_t, softmax over t)",
+     "Attention-weighted sum of per-frame features (softmax over t of w^T x_t)."),
 )
-def pool_avg(
-    *, clip: ClipSpec, num_classes: int, backbone: str = "small_cnn", pretrained: bool = False, width: int = 16,
-    dropout: float = 0.0,
-) -> TemporalPooling:
-    """Per-frame features averaged over time (feature-level late fusion)."""
-    return _pooling("avg", clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained,
-                    width=width, dropout=dropout)
 
 
-@register_model(
-    name="pool_max",
-    family="order_invariant",
-    fusion_point="feature",
-    order_aware=False,
-    reference="notes §4 (max pooling); Ng et al. 2015 (conv pooling)",
-)
-def pool_max(
-    *, clip: ClipSpec, num_classes: int, backbone: str = "small_cnn", pretrained: bool = False, width: int = 16,
-    dropout: float = 0.0,
-) -> TemporalPooling:
-    """Per-feature max over time of per-frame features."""
-    return _pooling("max", clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained,
-                    width=width, dropout=dropout)
+def _pooling(mode: str, doc: str) -> Callable[..., PerFrameClassifier]:
+    def builder(*, clip: ClipSpec, num_classes: int, **encoder) -> PerFrameClassifier:
+        return per_frame_model(lambda d: TemporalPool(d, mode), clip=clip, num_classes=num_classes,
+                               encoder=EncoderArgs.of(f"pool_{mode}", **encoder))
+
+    builder.__name__ = builder.__qualname__ = f"pool_{mode}"
+    builder.__doc__ = doc
+    return builder
 
 
-@register_model(
-    name="pool_attn",
-    family="order_invariant",
-    fusion_point="feature",
-    order_aware=False,
-    reference="notes §4 (weighted pooling: s_t = w^T x_t, softmax over t)",
-)
-def pool_attn(
-    *, clip: ClipSpec, num_classes: int, backbone: str = "small_cnn", pretrained: bool = False, width: int = 16,
-    dropout: float = 0.0,
-) -> TemporalPooling:
-    """Attention-weighted sum of per-frame features (softmax over t of w^T x_t)."""
-    return _pooling("attn", clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained,
-                    width=width, dropout=dropout)
+for _mode, _reference, _doc in POOLINGS:
+    register_model(
+        name=f"pool_{_mode}", family="order_invariant", fusion_point="feature", order_aware=False, reference=_reference,
+    )(_pooling(_mode, _doc))

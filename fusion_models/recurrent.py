@@ -3,48 +3,19 @@
     lstm:      clip --f_theta + GAP per frame--> x_t [B, T, D] --LSTM (hidden D)--> h_T [B, D] --g_phi--> [B, K]
     conv_lstm: clip --f_theta per frame--> X_t [B, T, D, h, w] --ConvLSTM 3x3 (C_h = D)--> H_T [B, D, h, w]
                --GAP--> [B, D] --g_phi--> [B, K]
+
+Both are ``PerFrameClassifier``s: they differ in the aggregator and in whether it reads pooled vectors
+(fusion after spatial pooling) or maps (before it).
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
-from .layers import ClassifierHead, ConvLSTM, LSTMAggregator
+from .clip import ClipSpec
+from .layers import ConvLSTM, LSTMAggregator
+from .encoder import EncoderArgs
+from .per_frame import PerFrameClassifier, SpatialMean, per_frame_model
 from .registry import register_model
-
-
-class LSTMClassifier(nn.Module):
-    """Per-frame features -> ``nn.LSTM`` -> last hidden state -> head."""
-
-    def __init__(self, backbone: Backbone, rnn: LSTMAggregator, head: ClassifierHead, *, channels: int = 3) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.rnn = rnn
-        self.head = head
-        self.channels = channels
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, H, W] -> [B, K]``."""
-        check_clip(clip, channels=self.channels, min_frames=1, name="lstm")
-        return self.head(self.rnn(self.backbone.per_frame(clip)))
-
-
-class ConvLSTMClassifier(nn.Module):
-    """Per-frame maps -> ConvLSTM -> ``H_T`` -> global average pool -> head."""
-
-    def __init__(self, backbone: Backbone, rnn: ConvLSTM, head: ClassifierHead, *, channels: int = 3) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.rnn = rnn
-        self.head = head
-        self.channels = channels
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, H, W] -> [B, K]``."""
-        check_clip(clip, channels=self.channels, min_frames=1, name="conv_lstm")
-        return self.head(self.rnn(self.backbone.per_frame_maps(clip)).mean(dim=(2, 3)))
 
 
 @register_model(
@@ -58,16 +29,19 @@ def lstm(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     hidden: int | None = None,
-) -> LSTMClassifier:
+    **encoder,
+) -> PerFrameClassifier:
     """LSTM over per-frame pooled features; the last hidden state is classified."""
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    rnn = LSTMAggregator(enc.out_channels, hidden or enc.out_channels)
-    return LSTMClassifier(enc, rnn, ClassifierHead(rnn.output_dim, num_classes, dropout=dropout), channels=clip.channels)
+    return per_frame_model(lambda d: LSTMAggregator(d, hidden or d), clip=clip, num_classes=num_classes,
+                           encoder=EncoderArgs.of("lstm", **encoder))
+
+
+def _conv_lstm_then_pool(dim: int, hidden: int, kernel_size: int) -> nn.Sequential:
+    rnn = ConvLSTM(dim, hidden, kernel_size)
+    agg = nn.Sequential(rnn, SpatialMean(rnn.output_dim))
+    agg.output_dim = rnn.output_dim  # type: ignore[attr-defined]
+    return agg
 
 
 @register_model(
@@ -81,15 +55,10 @@ def conv_lstm(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     hidden: int | None = None,
     kernel_size: int = 3,
-) -> ConvLSTMClassifier:
+    **encoder,
+) -> PerFrameClassifier:
     """ConvLSTM (one fused 3x3 conv for the four gates) over per-frame feature maps."""
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    rnn = ConvLSTM(enc.out_channels, hidden or enc.out_channels, kernel_size)
-    head = ClassifierHead(rnn.output_dim, num_classes, dropout=dropout)
-    return ConvLSTMClassifier(enc, rnn, head, channels=clip.channels)
+    return per_frame_model(lambda d: _conv_lstm_then_pool(d, hidden or d, kernel_size), clip=clip,
+                           num_classes=num_classes, encoder=EncoderArgs.of("conv_lstm", **encoder), features="maps")

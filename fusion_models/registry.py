@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
 
-from .clip import ClipSpec
+from .clip import ClipCheck, ClipSpec
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ def register_model(
     """Decorator registering a builder under ``name``; a duplicate name is an error."""
 
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        @functools.wraps(builder)
+        def build(*, clip: ClipSpec, num_classes: int, **kwargs) -> nn.Module:
+            model = builder(clip=clip, num_classes=num_classes, **kwargs)
+            model.model_name = name  # type: ignore[attr-defined]
+            model.register_forward_pre_hook(
+                ClipCheck(name, channels=clip.channels, min_frames=min_frames), with_kwargs=True
+            )
+            return model
+
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder.__module__})")
         _REGISTRY[name] = ModelInfo(
@@ -63,9 +73,9 @@ def register_model(
             reference=reference,
             description=description or (inspect.getdoc(builder) or "").split("\n")[0],
             min_frames=min_frames,
-            builder=builder,
+            builder=build,
         )
-        return builder
+        return build
 
     return deco
 
@@ -135,6 +145,4 @@ def build_model(
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     if backbone is not None:
         kwargs["backbone"] = backbone
-    model = info.builder(clip=clip, num_classes=num_classes, **kwargs)
-    model.model_name = name  # type: ignore[attr-defined]
-    return model
+    return info.builder(clip=clip, num_classes=num_classes, **kwargs)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
-from .layers import ClassifierHead
+from .clip import ClipSpec
+from .encoder import EncoderArgs
+from .per_frame import PerFrameClassifier, per_frame_model
 from .registry import register_model
 
 POOLS = ("cls", "mean")
@@ -73,22 +73,6 @@ class TemporalEncoder(nn.Module):
         return h[:, 0] if self.cls is not None else h.mean(dim=1)
 
 
-class TemporalTransformer(nn.Module):
-    """Per-frame features -> ``TemporalEncoder`` -> head."""
-
-    def __init__(self, backbone: Backbone, temporal: TemporalEncoder, head: ClassifierHead, *, channels: int = 3) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.temporal = temporal
-        self.head = head
-        self.channels = channels
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, H, W] -> [B, K]``."""
-        check_clip(clip, channels=self.channels, min_frames=2, name="temporal_transformer")
-        return self.head(self.temporal(self.backbone.per_frame(clip)))
-
-
 @register_model(
     name="temporal_transformer",
     family="order_aware",
@@ -101,21 +85,16 @@ def temporal_transformer(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     layers: int = 2,
     heads: int = 4,
     mlp_ratio: int = 2,
     pool: str = "cls",
     max_frames: int | None = None,
-) -> TemporalTransformer:
+    **encoder,
+) -> PerFrameClassifier:
     """Per-frame features + learned temporal position embeddings -> 2-layer pre-norm transformer -> CLS -> head."""
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    temporal = TemporalEncoder(
-        enc.out_channels, max_frames=max_frames or clip.frames, layers=layers, heads=heads, mlp_ratio=mlp_ratio,
-        pool=pool,
+    return per_frame_model(
+        lambda d: TemporalEncoder(d, max_frames=max_frames or clip.frames, layers=layers, heads=heads,
+                                  mlp_ratio=mlp_ratio, pool=pool),
+        clip=clip, num_classes=num_classes, encoder=EncoderArgs.of("temporal_transformer", **encoder),
     )
-    head = ClassifierHead(temporal.output_dim, num_classes, dropout=dropout)
-    return TemporalTransformer(enc, temporal, head, channels=clip.channels)

@@ -27,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import Backbone, build_backbone
-from .clip import ClipSpec, check_clip
-from .layers import ClassifierHead
+from .backbone import Backbone
+from .clip import ClipSpec
+from .encoder import EncoderArgs
+from .layers import ClassifierHead, TemporalPool
+from .per_frame import PerFrameClassifier
 from .registry import register_model
 
 
@@ -96,24 +98,20 @@ def insert_temporal_shift(enc: Backbone, *, fold_div: int = 8) -> list[TemporalS
     return shifts
 
 
-class TSM(nn.Module):
-    """Shifted backbone per frame, per-frame logits averaged: ``z = 1/T sum_t g(f_shift(I)_t)``."""
+class TSM(PerFrameClassifier):
+    """Shifted backbone per frame, per-frame logits averaged: ``z = 1/T sum_t g(f_shift(I)_t)`` (late fusion's
+    ``PerFrameClassifier`` with the shifts inserted in its backbone)."""
 
-    def __init__(self, backbone: Backbone, head: ClassifierHead, *, fold_div: int = 8, channels: int = 3) -> None:
-        super().__init__()
-        self.backbone = backbone
+    def __init__(self, backbone: Backbone, head: ClassifierHead, *, fold_div: int = 8) -> None:
+        super().__init__(backbone, TemporalPool(head.output_dim, "avg"), head, fuse="logit")
         self.shifts = insert_temporal_shift(backbone, fold_div=fold_div)  # plain list: modules live in backbone
-        self.head = head
-        self.channels = channels
         self.fold_div = fold_div
 
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C, H, W] -> [B, K]``."""
-        check_clip(clip, channels=self.channels, min_frames=2, name="tsm")
+    def frame_features(self, clip: torch.Tensor) -> torch.Tensor:
+        """The shifts learn T (where one clip ends in the folded batch), then the backbone runs per frame."""
         for s in self.shifts:
             s.frames = clip.shape[1]
-        z_t = self.head(self.backbone.per_frame(clip))  # [B, T, K]
-        return z_t.mean(dim=1)
+        return super().frame_features(clip)
 
 
 @register_model(
@@ -128,13 +126,10 @@ def tsm(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     fold_div: int = 8,
+    **encoder,
 ) -> TSM:
     """Shared backbone with 1/8 channels shifted forward and 1/8 backward in time in every block."""
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
-    return TSM(enc, head, fold_div=fold_div, channels=clip.channels)
+    e = EncoderArgs.of("tsm", **encoder)
+    enc = e.build(clip.channels)
+    return TSM(enc, e.head(enc.out_channels, num_classes), fold_div=fold_div)

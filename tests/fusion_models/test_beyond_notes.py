@@ -197,10 +197,10 @@ def test_transformer_macs_follow_the_formula(pool, frames):
     """QKV + out projections (4 L D^2) + Q K^T and A V (2 L^2 D) + FFN (2 r L D^2), L tokens, both counters."""
     clip = CLIP.with_(frames=frames)
     model = build_model("temporal_transformer", clip=clip, num_classes=16, pool=pool)
-    b, d = 2, model.temporal.output_dim
+    b, d = 2, model.aggregator.output_dim
     tokens = frames + (pool == "cls")
     expected = b * transformer_macs(tokens, d, layers=2, mlp_ratio=2)
-    fr = count_flops(model.temporal, torch.randn(b, frames, d))
+    fr = count_flops(model.aggregator, torch.randn(b, frames, d))
     assert fr.gmacs * 1e9 == pytest.approx(expected, rel=1e-9)
     assert fr.counters_agree() and fr.unexplained_ops == ()
     assert fr.by_operator_gmacs["scaled_dot_product_attention"] * 1e9 == pytest.approx(b * 2 * 2 * tokens**2 * d)
@@ -231,7 +231,7 @@ def test_transformer_without_positions_is_order_invariant():
     perm = [3, 0, 7, 5, 1, 6, 2, 4]
     with torch.no_grad():
         assert (model(x) - model(x[:, perm])).abs().max() > 1e-4
-        model.temporal.pos.zero_()
+        model.aggregator.pos.zero_()
         torch.testing.assert_close(model(x[:, perm]), model(x), rtol=1e-5, atol=1e-6)
 
 

@@ -86,7 +86,7 @@ def test_pooling_models_are_head_of_pooled_per_frame_features(name, mode):
     clip = tiny(4).dummy(2)
     with torch.no_grad():
         x_t = torch.stack([model.backbone(clip[:, t]) for t in range(4)], dim=1)  # x_t = f(I_t)
-        hand = model.head(TemporalPool.forward(model.pool, x_t))
+        hand = model.head(TemporalPool.forward(model.aggregator, x_t))
         close(model(clip), hand)
 
 
@@ -177,7 +177,7 @@ def test_lstm_model_classifies_the_last_hidden_state():
     model = build_model("lstm", clip=tiny(3), num_classes=3).eval()
     clip = tiny(3).dummy(2)
     with torch.no_grad():
-        out, _ = model.rnn.lstm(model.backbone.per_frame(clip))
+        out, _ = model.aggregator.lstm(model.backbone.per_frame(clip))
         close(model(clip), model.head(out[:, -1]))
 
 
@@ -216,7 +216,7 @@ def test_conv_lstm_model_pools_the_last_hidden_map():
     model = build_model("conv_lstm", clip=tiny(3), num_classes=3).eval()
     clip = tiny(3).dummy(2)
     with torch.no_grad():
-        close(model(clip), model.head(model.rnn(model.backbone.per_frame_maps(clip)).mean(dim=(2, 3))))
+        close(model(clip), model.head(model.aggregator[0](model.backbone.per_frame_maps(clip)).mean(dim=(2, 3))))
 
 
 # ---- §8 fusion ops -----------------------------------------------------------------------------------

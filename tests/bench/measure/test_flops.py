@@ -263,19 +263,19 @@ def test_oom_in_both_counters_raises_measure_oom():
 
 
 def test_registered_lstm_model_rnn_share_matches_formula():
-    """The ``lstm`` model's recurrent part (``model.rnn``) costs exactly the LSTM gate matmuls."""
+    """The ``lstm`` model's recurrent part (``model.aggregator``) costs exactly the LSTM gate matmuls."""
     from fusion_models import ClipSpec, build_model
 
     clip = ClipSpec(frames=4)
     model = build_model("lstm", clip=clip, num_classes=5)
     fr = count_flops(model, clip.dummy(2))
-    lstms = [m for m in model.rnn.modules() if isinstance(m, nn.LSTM)]
+    lstms = [m for m in model.aggregator.modules() if isinstance(m, nn.LSTM)]
     assert len(lstms) == 1
     lstm = lstms[0]
     d = 2 if lstm.bidirectional else 1
     h, i = lstm.hidden_size, lstm.input_size
     per_step = sum(d * 4 * h * ((i if layer == 0 else h * d) + h) for layer in range(lstm.num_layers))
-    assert fr.by_module_gmacs["rnn"] * 1e9 == pytest.approx(2 * 4 * per_step, rel=1e-9)  # B=2, T=4
+    assert fr.by_module_gmacs["aggregator"] * 1e9 == pytest.approx(2 * 4 * per_step, rel=1e-9)  # B=2, T=4
     assert fr.counters_agree()
 
 
