@@ -152,6 +152,19 @@ def test_torn_last_line_then_resume_loses_nothing(reference, tmp_path):
     assert (run_dir / results_mod.TORN_SIDECAR).read_text() == torn + "\n"  # kept, not thrown away
 
 
+def test_junk_line_is_named_by_resume_and_nothing_is_lost(reference, tmp_path):
+    ref_dir, ref = reference
+    run_dir = interrupted_copy(ref_dir, tmp_path, keep=2)
+    with open(run_dir / "records.jsonl", "ab") as f:
+        f.write(b"\x00\x9f garbage\n")
+    res = invoke("run", "--resume", run_dir.name, "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "1 unreadable line(s) skipped (line 3)" in res.stderr
+    recs, report = results_mod.read_records(run_dir / "records.jsonl")
+    assert report.bad_lines == [3] and not report.duplicates
+    assert {r["key"] for r in recs} == set(ref) and len(recs) == len(ref)
+
+
 def test_unreadable_lines_and_duplicates_are_reported(tmp_path):
     store = results_mod.RunStore.create(tmp_path, "run-d")
     store.write_meta({"run_id": "run-d", "points": []})
