@@ -27,7 +27,7 @@ from fusion_models.clip import ClipSpec
 
 from .config import RunSpec
 from .measure import count_flops, count_params, is_oom, measure_latency, measure_matmul_peak, measure_memory
-from .results import PROVENANCE_KEYS, RunStore, environment, now_iso
+from .results import PROVENANCE_KEYS, SCHEMA_VERSION, RunStore, StoreWriteError, environment, now_iso
 
 Progress = Callable[[str, dict], None]
 
@@ -203,7 +203,7 @@ class Runner:
             values = fn()
             status = values.pop("status", "ok")
             return self._record(key, {**base, "status": status, "error": values.pop("error", None), **values})
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StoreWriteError):  # a store that cannot be written ends the run (resumable)
             raise
         except BaseException as exc:  # noqa: BLE001 - one broken model never kills a sweep
             status = "oom" if is_oom(exc) else "error"
@@ -341,6 +341,7 @@ def start_run(store: RunStore, points: list[RunSpec], *, command: str, device: s
     """Write run.json for a new run (spec of every point, environment, command)."""
     store.write_meta({
         "run_id": store.run_id,
+        "schema_version": SCHEMA_VERSION,
         "command": command,
         "status": "running",
         "started_at": now_iso(),

@@ -110,7 +110,10 @@ def build_report(
         status = meta.get("status")
         if status and status != "complete":
             blocks.append(Block("warn", f"run `{rid}` is **{status}**: its results are partial"
-                                        + (f"; resume it with `bench run --resume {rid}`." if status == "interrupted" else ".")))
+                                        + (f"; resume it with `bench run --resume {rid} --out {results_root}`."
+                                           if status in ("interrupted", "failed") else ".")))
+    for msg in raw.attrs.get("read_problems", []):  # unreadable lines, duplicate keys (resolved to one record)
+        blocks.append(Block("warn", msg))
 
     # ---- summary
     blocks.append(Block("h2", "Summary"))

@@ -48,7 +48,8 @@ def write_run(root, run_id: str, *, models=MODELS, seeds=(0, 1), frames_grid=(No
               oom: str | None = "conv_lstm", status: str = "complete", cost_scale: bool = True, device: str = "cpu",
               speed: float = 1.0) -> str:
     store = RunStore.create(root, run_id)
-    store.write_meta({"spec": {"models": list(models), "seeds": list(seeds), "profile": "quick",
+    store.write_meta({"run_id": run_id, "points": [],  # what `latest` requires of a run.json of this suite
+                      "spec": {"models": list(models), "seeds": list(seeds), "profile": "quick",
                                "clip": {"frames": 8, "height": 32, "width": 32}},
                       "environment": {**ENV, "device": device}, "command": command, "status": status,
                       "started_at": "2026-11-25T17:00:00+00:00", "finished_at": "2026-11-25T17:05:00+00:00",

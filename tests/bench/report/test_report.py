@@ -72,7 +72,7 @@ def test_partial_run_warns_and_single_seed_says_no_ci(tmp_path, monkeypatch, fak
               status="interrupted", oom=None, cost_scale=False)
     r = build_report(["latest"], results_root=tmp_path, out_root=tmp_path / "rep", dpi=40)
     md = r.markdown.read_text()
-    assert r.run_ids == ["run-partial"] and "**interrupted**" in md and "bench run --resume run-partial" in md
+    assert r.run_ids == ["run-partial"] and "**interrupted**" in md and f"bench run --resume run-partial --out {tmp_path}" in md
     assert "no confidence interval" in md
 
 
