@@ -365,6 +365,8 @@ def report_cmd(
     format: str = typer.Option("md,html", "--format", help="md, html or both"),
     results: Path = typer.Option(Path("results"), help="results root"),
     out: Path = typer.Option(Path("reports"), help="reports root"),
+    include_flagged: bool = typer.Option(False, "--include-flagged",
+                                         help="keep latencies flagged noisy/contended on the Pareto front"),
 ) -> None:
     """Markdown + self-contained HTML report (tables, figures) in reports/<run-id>/."""
     from .report import build_report
@@ -374,7 +376,8 @@ def report_cmd(
         bad = [f for f in formats if f not in ("md", "html")]
         if bad or not formats:
             raise ValueError(f"--format takes md, html or md,html; got {format!r}")
-        res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats)
+        res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats,
+                           include_flagged=include_flagged)
     out_console.print(f"report: {res.out_dir}")
     for p in getattr(res, "files", []) or []:
         out_console.print(f"  {p}")
@@ -397,6 +400,8 @@ def compare_cmd(
                            out_dir=str(out) if out else None)
     from rich.table import Table
 
+    for diff in res.differences:  # before any number: the two runs were not set up alike
+        err_console.print(f"[yellow]warning:[/yellow] {diff}", highlight=False)
     df = res.table
     two = run_b is not None
     for group, g in df.groupby("group", sort=False):

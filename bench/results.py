@@ -12,7 +12,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
 import subprocess
 import time
 import uuid
