@@ -29,8 +29,9 @@ import copy
 import torch
 from torch import nn
 
-from .backbone import Backbone, _require_cached, build_backbone
+from .backbone import Backbone, _require_cached
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead
 from .registry import register_model
 
@@ -139,22 +140,21 @@ class Conv3DNet(nn.Module):
         return self.head(maps.mean(dim=(2, 3, 4)))
 
 
-def _conv3d_model(
-    name: str, *, factorized: bool, clip: ClipSpec, num_classes: int, backbone: str, pretrained: bool, width: int,
-    dropout: float, tv: bool,
-) -> Conv3DNet:
+def _conv3d_model(name: str, *, factorized: bool, clip: ClipSpec, num_classes: int, tv: bool,
+                  encoder: dict) -> Conv3DNet:
+    e = EncoderArgs.of(name, **encoder)
     if tv:
-        if backbone not in ("small_cnn", "resnet18") or width != 16:
-            raise ValueError(f"{name}(tv=True) is torchvision's fixed 18-layer net; drop backbone={backbone!r}/width={width}")
+        if e.backbone not in ("small_cnn", "resnet18") or e.width != 16:
+            raise ValueError(f"{name}(tv=True) is torchvision's fixed 18-layer net; drop backbone={e.backbone!r}/width={e.width}")
         if clip.channels != 3:
             raise ValueError(f"{name}(tv=True) takes RGB clips, got ClipSpec.channels={clip.channels}")
-        features, dim = _torchvision_video("r2plus1d_18" if factorized else "r3d_18", pretrained), 512
+        features, dim = _torchvision_video("r2plus1d_18" if factorized else "r3d_18", e.pretrained), 512
     else:
-        if factorized and pretrained:
+        if factorized and e.pretrained:
             raise ValueError(f"{name}: 2D weights do not determine a (2+1)D factorisation; use pretrained=False or tv=True")
-        enc: Backbone = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-        features, dim = convert_to_3d(enc.features, factorized=factorized, from_weights=pretrained), enc.out_channels
-    return Conv3DNet(features, ClassifierHead(dim, num_classes, dropout=dropout), name=name, channels=clip.channels)
+        enc: Backbone = e.build(clip.channels)
+        features, dim = convert_to_3d(enc.features, factorized=factorized, from_weights=e.pretrained), enc.out_channels
+    return Conv3DNet(features, e.head(dim, num_classes), name=name, channels=clip.channels)
 
 
 @register_model(
@@ -165,13 +165,9 @@ def _conv3d_model(
     reference="Tran et al. 2018, A Closer Look at Spatiotemporal Convolutions for Action Recognition (CVPR), R3D",
     min_frames=2,
 )
-def r3d(
-    *, clip: ClipSpec, num_classes: int, backbone: str = "small_cnn", pretrained: bool = False, width: int = 16,
-    dropout: float = 0.0, tv: bool = False,
-) -> Conv3DNet:
+def r3d(*, clip: ClipSpec, num_classes: int, tv: bool = False, **encoder) -> Conv3DNet:
     """The shared backbone as a 3D CNN: every k x k conv becomes 3 x k x k (``tv=True``: torchvision r3d_18)."""
-    return _conv3d_model("r3d", factorized=False, clip=clip, num_classes=num_classes, backbone=backbone,
-                         pretrained=pretrained, width=width, dropout=dropout, tv=tv)
+    return _conv3d_model("r3d", factorized=False, clip=clip, num_classes=num_classes, tv=tv, encoder=encoder)
 
 
 @register_model(
@@ -182,10 +178,6 @@ def r3d(
     reference="Tran et al. 2018, A Closer Look at Spatiotemporal Convolutions for Action Recognition (CVPR), R(2+1)D",
     min_frames=2,
 )
-def r2plus1d(
-    *, clip: ClipSpec, num_classes: int, backbone: str = "small_cnn", pretrained: bool = False, width: int = 16,
-    dropout: float = 0.0, tv: bool = False,
-) -> Conv3DNet:
+def r2plus1d(*, clip: ClipSpec, num_classes: int, tv: bool = False, **encoder) -> Conv3DNet:
     """The shared backbone with every k x k conv factorised into 1 x k x k then 3 x 1 x 1 (``tv=True``: r2plus1d_18)."""
-    return _conv3d_model("r2plus1d", factorized=True, clip=clip, num_classes=num_classes, backbone=backbone,
-                         pretrained=pretrained, width=width, dropout=dropout, tv=tv)
+    return _conv3d_model("r2plus1d", factorized=True, clip=clip, num_classes=num_classes, tv=tv, encoder=encoder)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
+from .backbone import Backbone
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead
 from .registry import register_model
 
@@ -50,12 +51,9 @@ def early_fusion(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> EarlyFusion:
     """Frames stacked on channels (3T) into one inflated backbone; fixed T."""
-    enc = build_backbone(backbone, in_channels=clip.frames * clip.channels, pretrained=pretrained, width=width)
-    head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
-    return EarlyFusion(enc, head, frames=clip.frames, channels=clip.channels)
+    e = EncoderArgs.of("early_fusion", **encoder)
+    enc = e.build(clip.frames * clip.channels)
+    return EarlyFusion(enc, e.head(enc.out_channels, num_classes), frames=clip.frames, channels=clip.channels)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
+from .backbone import Backbone
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead, TemporalDifference
 from .registry import register_model
 
@@ -62,12 +63,10 @@ class HiddenTwoStream(nn.Module):
         return self.head(torch.cat([a, m.mean(dim=1)], dim=1))
 
 
-def _hidden(
-    difference: str, *, clip: ClipSpec, num_classes: int, backbone: str, pretrained: bool, width: int, dropout: float
-) -> HiddenTwoStream:
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
+def _hidden(difference: str, *, clip: ClipSpec, num_classes: int, encoder: EncoderArgs) -> HiddenTwoStream:
+    enc = encoder.build(clip.channels)
     d = enc.out_channels
-    head = ClassifierHead(2 * d, num_classes, dropout=dropout)
+    head = encoder.head(2 * d, num_classes)  # built before the motion block: same RNG order, same init as before
     return HiddenTwoStream(enc, _motion_block(d, difference), head, difference=difference, channels=clip.channels)
 
 
@@ -83,15 +82,11 @@ def hidden_two_stream(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     difference: str = "maps",
+    **encoder,
 ) -> HiddenTwoStream:
     """Appearance + learned motion from feature-map differences X_t - X_{t-1}; no optical flow."""
-    return _hidden(difference, clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained,
-                   width=width, dropout=dropout)
+    return _hidden(difference, clip=clip, num_classes=num_classes, encoder=EncoderArgs.of("hidden_two_stream", **encoder))
 
 
 @register_model(
@@ -106,11 +101,8 @@ def hidden_two_stream_pooled(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> HiddenTwoStream:
     """Appearance + motion from differences of globally pooled vectors x_t - x_{t-1} (notes' literal form)."""
-    return _hidden("pooled", clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained,
-                   width=width, dropout=dropout)
+    return _hidden("pooled", clip=clip, num_classes=num_classes,
+                   encoder=EncoderArgs.of("hidden_two_stream_pooled", **encoder))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .clip import ClipSpec
 from .layers import TemporalPool
+from .encoder import EncoderArgs
 from .per_frame import PerFrameClassifier, per_frame_model
 from .registry import register_model
 
@@ -26,11 +27,8 @@ def late_fusion(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> PerFrameClassifier:
     """Per-frame logits averaged over time."""
-    return per_frame_model(lambda k: TemporalPool(k, "avg"), clip=clip, num_classes=num_classes, backbone=backbone,
-                           pretrained=pretrained, width=width, dropout=dropout, fuse="logit")
+    return per_frame_model(lambda k: TemporalPool(k, "avg"), clip=clip, num_classes=num_classes,
+                           encoder=EncoderArgs.of("late_fusion", **encoder), fuse="logit")

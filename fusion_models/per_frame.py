@@ -18,8 +18,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
+from .backbone import Backbone
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead
 
 FEATURES = ("pooled", "maps")
@@ -104,22 +105,18 @@ def per_frame_model(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str,
-    pretrained: bool,
-    width: int,
-    dropout: float,
+    encoder: EncoderArgs,
     features: str = "pooled",
     fuse: str = "feature",
     select: nn.Module | None = None,
 ) -> PerFrameClassifier:
-    """The shared encoder arguments in one place: build the backbone, size ``aggregator(dim)`` and the head
-    from it. ``aggregator`` gets D (feature fusion) or K (logit fusion) and returns a module exposing
-    ``output_dim``."""
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
+    """Build the shared backbone, size ``aggregator(dim)`` and the head from it. ``aggregator`` gets D (feature
+    fusion) or K (logit fusion) and returns a module exposing ``output_dim``."""
+    enc = encoder.build(clip.channels)
     if fuse == "logit":
-        head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
+        head = encoder.head(enc.out_channels, num_classes)
         agg = aggregator(num_classes)
     else:
         agg = aggregator(enc.out_channels)
-        head = ClassifierHead(agg.output_dim, num_classes, dropout=dropout)
+        head = encoder.head(agg.output_dim, num_classes)
     return PerFrameClassifier(enc, agg, head, features=features, fuse=fuse, select=select)

@@ -11,44 +11,33 @@ from __future__ import annotations
 from typing import Callable
 
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import TemporalPool
 from .per_frame import PerFrameClassifier, per_frame_model
 from .registry import register_model
 
+# (mode, reference, description): one registered model ``pool_<mode>`` each.
+POOLINGS = (
+    ("avg", "notes §3 (feature-level late fusion) and §4 (average pooling); Ng et al. 2015",
+     "Per-frame features averaged over time (feature-level late fusion)."),
+    ("max", "notes §4 (max pooling); Ng et al. 2015 (conv pooling)",
+     "Per-feature max over time of per-frame features."),
+    ("attn", "notes §4 (weighted pooling: s_t = w^T x_t, softmax over t)",
+     "Attention-weighted sum of per-frame features (softmax over t of w^T x_t)."),
+)
+
 
 def _pooling(mode: str, doc: str) -> Callable[..., PerFrameClassifier]:
-    def builder(
-        *, clip: ClipSpec, num_classes: int, backbone: str = "small_cnn", pretrained: bool = False, width: int = 16,
-        dropout: float = 0.0,
-    ) -> PerFrameClassifier:
+    def builder(*, clip: ClipSpec, num_classes: int, **encoder) -> PerFrameClassifier:
         return per_frame_model(lambda d: TemporalPool(d, mode), clip=clip, num_classes=num_classes,
-                               backbone=backbone, pretrained=pretrained, width=width, dropout=dropout)
+                               encoder=EncoderArgs.of(f"pool_{mode}", **encoder))
 
     builder.__name__ = builder.__qualname__ = f"pool_{mode}"
     builder.__doc__ = doc
     return builder
 
 
-pool_avg = register_model(
-    name="pool_avg",
-    family="order_invariant",
-    fusion_point="feature",
-    order_aware=False,
-    reference="notes §3 (feature-level late fusion) and §4 (average pooling); Ng et al. 2015",
-)(_pooling("avg", "Per-frame features averaged over time (feature-level late fusion)."))
-
-pool_max = register_model(
-    name="pool_max",
-    family="order_invariant",
-    fusion_point="feature",
-    order_aware=False,
-    reference="notes §4 (max pooling); Ng et al. 2015 (conv pooling)",
-)(_pooling("max", "Per-feature max over time of per-frame features."))
-
-pool_attn = register_model(
-    name="pool_attn",
-    family="order_invariant",
-    fusion_point="feature",
-    order_aware=False,
-    reference="notes §4 (weighted pooling: s_t = w^T x_t, softmax over t)",
-)(_pooling("attn", "Attention-weighted sum of per-frame features (softmax over t of w^T x_t)."))
+for _mode, _reference, _doc in POOLINGS:
+    register_model(
+        name=f"pool_{_mode}", family="order_invariant", fusion_point="feature", order_aware=False, reference=_reference,
+    )(_pooling(_mode, _doc))

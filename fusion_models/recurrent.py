@@ -13,6 +13,7 @@ from torch import nn
 
 from .clip import ClipSpec
 from .layers import ConvLSTM, LSTMAggregator
+from .encoder import EncoderArgs
 from .per_frame import PerFrameClassifier, SpatialMean, per_frame_model
 from .registry import register_model
 
@@ -28,15 +29,12 @@ def lstm(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     hidden: int | None = None,
+    **encoder,
 ) -> PerFrameClassifier:
     """LSTM over per-frame pooled features; the last hidden state is classified."""
     return per_frame_model(lambda d: LSTMAggregator(d, hidden or d), clip=clip, num_classes=num_classes,
-                           backbone=backbone, pretrained=pretrained, width=width, dropout=dropout)
+                           encoder=EncoderArgs.of("lstm", **encoder))
 
 
 def _conv_lstm_then_pool(dim: int, hidden: int, kernel_size: int) -> nn.Sequential:
@@ -57,14 +55,10 @@ def conv_lstm(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     hidden: int | None = None,
     kernel_size: int = 3,
+    **encoder,
 ) -> PerFrameClassifier:
     """ConvLSTM (one fused 3x3 conv for the four gates) over per-frame feature maps."""
     return per_frame_model(lambda d: _conv_lstm_then_pool(d, hidden or d, kernel_size), clip=clip,
-                           num_classes=num_classes, backbone=backbone, pretrained=pretrained, width=width,
-                           dropout=dropout, features="maps")
+                           num_classes=num_classes, encoder=EncoderArgs.of("conv_lstm", **encoder), features="maps")

@@ -8,6 +8,7 @@ head), so the two share a state dict and agree at T = 1.
 from __future__ import annotations
 
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .per_frame import MiddleFrame, OnlyFrame, PerFrameClassifier, per_frame_model
 from .registry import register_model
 
@@ -23,11 +24,8 @@ def single_frame(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> PerFrameClassifier:
     """Middle frame -> backbone -> head: the appearance-only baseline."""
-    return per_frame_model(OnlyFrame, clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained,
-                           width=width, dropout=dropout, select=MiddleFrame())
+    return per_frame_model(OnlyFrame, clip=clip, num_classes=num_classes,
+                           encoder=EncoderArgs.of("single_frame", **encoder), select=MiddleFrame())

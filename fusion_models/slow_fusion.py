@@ -27,8 +27,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone, inflate_conv
+from .backbone import Backbone, inflate_conv
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead
 from .registry import register_model
 
@@ -114,11 +115,8 @@ def slow_fusion(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     temporal_stride: int = 1,
+    **encoder,
 ) -> SlowFusion:
     """Three backbone stages each fuse 2 time steps of the stage below (extent 2 -> 3 -> 4 frames)."""
     if not frames_ok(clip.frames, temporal_stride):
@@ -126,6 +124,6 @@ def slow_fusion(
             f"slow_fusion (temporal_stride={temporal_stride}) takes {_takes(temporal_stride)}, "
             f"got ClipSpec.frames={clip.frames}"
         )
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
-    return SlowFusion(enc, head, temporal_stride=temporal_stride, channels=clip.channels)
+    e = EncoderArgs.of("slow_fusion", **encoder)
+    enc = e.build(clip.channels)
+    return SlowFusion(enc, e.head(enc.out_channels, num_classes), temporal_stride=temporal_stride, channels=clip.channels)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .per_frame import PerFrameClassifier, per_frame_model
 from .registry import register_model
 
@@ -84,19 +85,16 @@ def temporal_transformer(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     layers: int = 2,
     heads: int = 4,
     mlp_ratio: int = 2,
     pool: str = "cls",
     max_frames: int | None = None,
+    **encoder,
 ) -> PerFrameClassifier:
     """Per-frame features + learned temporal position embeddings -> 2-layer pre-norm transformer -> CLS -> head."""
     return per_frame_model(
         lambda d: TemporalEncoder(d, max_frames=max_frames or clip.frames, layers=layers, heads=heads,
                                   mlp_ratio=mlp_ratio, pool=pool),
-        clip=clip, num_classes=num_classes, backbone=backbone, pretrained=pretrained, width=width, dropout=dropout,
+        clip=clip, num_classes=num_classes, encoder=EncoderArgs.of("temporal_transformer", **encoder),
     )

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import Backbone, build_backbone
+from .backbone import Backbone
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .layers import ClassifierHead, TemporalPool
 from .per_frame import PerFrameClassifier
 from .registry import register_model
@@ -125,13 +126,10 @@ def tsm(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     fold_div: int = 8,
+    **encoder,
 ) -> TSM:
     """Shared backbone with 1/8 channels shifted forward and 1/8 backward in time in every block."""
-    enc = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    head = ClassifierHead(enc.out_channels, num_classes, dropout=dropout)
-    return TSM(enc, head, fold_div=fold_div)
+    e = EncoderArgs.of("tsm", **encoder)
+    enc = e.build(clip.channels)
+    return TSM(enc, e.head(enc.out_channels, num_classes), fold_div=fold_div)

@@ -15,11 +15,14 @@ the same size. L = T-1 flow fields, so T is fixed at build time.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
-from .backbone import Backbone, build_backbone
+from .backbone import Backbone
 from .clip import ClipSpec
+from .encoder import EncoderArgs
 from .flow import HornSchunck, stack_flow
 from .layers import ClassifierHead, ConvFusion, GatedFusion
 from .registry import register_model
@@ -84,11 +87,18 @@ class TwoStreamFeatureMaps(_TwoStreamBase):
         return self.head(self.fusion(fs, ft).mean(dim=(2, 3)))
 
 
-def _streams(clip: ClipSpec, backbone: str, pretrained: bool, width: int) -> tuple[Backbone, Backbone]:
-    spatial = build_backbone(backbone, in_channels=clip.channels, pretrained=pretrained, width=width)
-    temporal = build_backbone(backbone, in_channels=2 * (clip.frames - 1), pretrained=pretrained, width=width,
-                              modality="flow")
-    return spatial, temporal
+def _streams(clip: ClipSpec, encoder: EncoderArgs) -> tuple[Backbone, Backbone]:
+    """theta_s on the RGB frame, theta_t on the 2L = 2(T-1) stacked flow channels (separate weights)."""
+    return encoder.build(clip.channels), encoder.build(2 * (clip.frames - 1), modality="flow")
+
+
+def _feature_map_fusion(
+    name: str, fusion: Callable[[int, int], nn.Module], *, clip: ClipSpec, num_classes: int, encoder: EncoderArgs
+) -> "TwoStreamFeatureMaps":
+    spatial, temporal = _streams(clip, encoder)
+    mix = fusion(spatial.out_channels, temporal.out_channels)
+    return TwoStreamFeatureMaps(spatial, temporal, HornSchunck(), mix, encoder.head(mix.output_dim, num_classes),
+                                frames=clip.frames, channels=clip.channels, name=name)
 
 
 @register_model(
@@ -104,16 +114,14 @@ def two_stream(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> TwoStreamLogits:
     """RGB middle frame + stacked Horn-Schunck flow, two backbones, logits averaged."""
-    spatial, temporal = _streams(clip, backbone, pretrained, width)
+    e = EncoderArgs.of("two_stream", **encoder)
+    spatial, temporal = _streams(clip, e)
     d = spatial.out_channels
-    return TwoStreamLogits(spatial, temporal, HornSchunck(), ClassifierHead(d, num_classes, dropout=dropout),
-                           ClassifierHead(d, num_classes, dropout=dropout), frames=clip.frames, channels=clip.channels)
+    return TwoStreamLogits(spatial, temporal, HornSchunck(), e.head(d, num_classes), e.head(d, num_classes),
+                           frames=clip.frames, channels=clip.channels)
 
 
 @register_model(
@@ -129,17 +137,11 @@ def two_stream_conv(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
+    **encoder,
 ) -> TwoStreamFeatureMaps:
     """Two streams fused on feature maps: concat(Fs, Ft) mixed by a 1x1 conv (2D -> D)."""
-    spatial, temporal = _streams(clip, backbone, pretrained, width)
-    fusion = ConvFusion(spatial.out_channels, temporal.out_channels, spatial.out_channels)
-    head = ClassifierHead(fusion.output_dim, num_classes, dropout=dropout)
-    return TwoStreamFeatureMaps(spatial, temporal, HornSchunck(), fusion, head, frames=clip.frames,
-                                channels=clip.channels, name="two_stream_conv")
+    return _feature_map_fusion("two_stream_conv", lambda cs, ct: ConvFusion(cs, ct, cs), clip=clip,
+                               num_classes=num_classes, encoder=EncoderArgs.of("two_stream_conv", **encoder))
 
 
 @register_model(
@@ -155,15 +157,9 @@ def two_stream_gated(
     *,
     clip: ClipSpec,
     num_classes: int,
-    backbone: str = "small_cnn",
-    pretrained: bool = False,
-    width: int = 16,
-    dropout: float = 0.0,
     gate_kernel: int = 1,
+    **encoder,
 ) -> TwoStreamFeatureMaps:
     """Two streams fused on feature maps by a learned per-position, per-channel gate G*Fs + (1-G)*Ft."""
-    spatial, temporal = _streams(clip, backbone, pretrained, width)
-    fusion = GatedFusion(spatial.out_channels, gate_kernel)
-    head = ClassifierHead(fusion.output_dim, num_classes, dropout=dropout)
-    return TwoStreamFeatureMaps(spatial, temporal, HornSchunck(), fusion, head, frames=clip.frames,
-                                channels=clip.channels, name="two_stream_gated")
+    return _feature_map_fusion("two_stream_gated", lambda cs, ct: GatedFusion(cs, gate_kernel), clip=clip,
+                               num_classes=num_classes, encoder=EncoderArgs.of("two_stream_gated", **encoder))
