@@ -88,8 +88,14 @@ def run_cmd(
     frames: Optional[int] = typer.Option(None, help="frames T of the training clip"),
     size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32"),
     batch_size: Optional[int] = typer.Option(None, help="training batch size"),
-    epochs: Optional[int] = typer.Option(None),
+    epochs: Optional[int] = typer.Option(None, help="fixed length: exactly N epochs, no early stop (default: train "
+                                                     "to a plateau, docs/accuracy.md)"),
     lr: Optional[float] = typer.Option(None),
+    budget: Optional[int] = typer.Option(None, help="plateau protocol: cap on optimizer steps (>= 1)"),
+    patience: Optional[int] = typer.Option(None, help="stopping evaluations without a new best before stopping (>= 1)"),
+    eval_every: Optional[int] = typer.Option(None, help="steps between stopping-split evaluations (>= 1)"),
+    stop_fraction: Optional[float] = typer.Option(None, help="share of training clips held out as the stopping "
+                                                            "split, in (0, 1)"),
     seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
     profile: str = typer.Option("quick", help="smoke | quick | full"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
@@ -127,7 +133,8 @@ def run_cmd(
         dev = resolve_device(device)
         opts = _run_options(
             models=models, dataset=dataset, root=root, frames=frames, size=size, batch_size=batch_size,
-            epochs=epochs, lr=lr, seeds=parse_int_list(seeds, what="--seeds"), profile=profile, device=device,
+            epochs=epochs, lr=lr, budget=budget, patience=patience, eval_every=eval_every, stop_fraction=stop_fraction,
+            seeds=parse_int_list(seeds, what="--seeds"), profile=profile, device=device,
             measure=measure, backbone=backbone, cost_clip=cost_clip, cost_backbone=cost_backbone, threads=threads,
             noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
             amp=amp, channels_last=channels_last, compile=compile,

@@ -29,6 +29,10 @@ class RunOptions:
     batch_size: int | None = None
     epochs: int | None = None
     lr: float | None = None
+    budget: int | None = None             # plateau protocol (TrainSpec.budget_steps, patience, ...)
+    patience: int | None = None
+    eval_every: int | None = None
+    stop_fraction: float | None = None
     seeds: Sequence[int] = (0,)
     profile: str = "quick"
     device: str = "auto"
@@ -82,6 +86,10 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
         train = replace(train, epochs=opts.epochs)
     if opts.lr is not None:
         train = replace(train, lr=opts.lr)
+    for opt, field in (("budget", "budget_steps"), ("patience", "patience"), ("eval_every", "eval_every"),
+                       ("stop_fraction", "stop_fraction")):
+        if getattr(opts, opt) is not None:
+            train = replace(train, **{field: getattr(opts, opt)})  # TrainSpec names the flag and range
     backbone = opts.backbone or "small_cnn"
     for b in (backbone, opts.cost_backbone):
         if b is not None and b not in BACKBONES:

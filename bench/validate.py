@@ -104,9 +104,26 @@ def check_dataset(dataset: Any) -> None:
         list_videos(dataset, split)
 
 
+def check_stopping_split(spec: Any) -> None:
+    """The plateau protocol carves a stopping split from the training data: refuse a training set too
+    small for it (``--stop-fraction`` / ``--train-size``) before a run directory exists."""
+    if spec.train.fixed_length or "accuracy" not in spec.measurements:
+        return
+    from .data.stopping import stopping_indices
+
+    if spec.dataset.is_synthetic:
+        n = spec.dataset.train_size
+    else:
+        from .data.video import list_videos
+
+        n = len(list_videos(spec.dataset, "train")[0])
+    stopping_indices(n, spec.train.stop_fraction, 0)
+
+
 def check_run_spec(spec: Any) -> None:
     """All checks of a built ``RunSpec`` (see the module doc)."""
     check_finite(spec.to_dict())
     check_seeds(spec.seeds)
     check_clip_memory(spec)
     check_dataset(spec.dataset)
+    check_stopping_split(spec)

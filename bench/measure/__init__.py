@@ -11,7 +11,10 @@ unit-named record fields. Nothing here prints; an out-of-memory raises ``Measure
     count_train_step_gmacs(model, clip, y)  -> float         forward + backward GMACs of one training step
 """
 from ._common import MeasureOOM, is_oom
-from .accuracy import clopper_pearson, holm, mcnemar_exact, pack_correct, sample_efficiency, unpack_correct, wilson_interval
+from .accuracy import (
+    McNemar, ceiling_verdict, clopper_pearson, holm, holm_adjusted, mcnemar_exact, pack_correct, sample_efficiency,
+    unpack_correct, wilson_half_width, wilson_interval,
+)
 from .flops import FLOPS_POLICY, FlopsResult, count_flops, count_train_step_gmacs
 from .hardware import MatmulPeak, achieved_gflops_s, measure_matmul_peak
 from .latency import LatencyResult, measure_latency
@@ -31,7 +34,11 @@ __all__ = [
     "achieved_gflops_s",
     "count_flops",
     "count_train_step_gmacs",
+    "McNemar",
+    "ceiling_verdict",
     "clopper_pearson",
+    "holm_adjusted",
+    "wilson_half_width",
     "holm",
     "mcnemar_exact",
     "pack_correct",

@@ -65,7 +65,7 @@ class KillFirstTask(threading.Thread):
 @pytest.mark.slow
 def test_sweep_survives_a_killed_worker_and_resumes(tmp_path):
     spec = build_run_spec(RunOptions(models="pool_avg,early_fusion", profile="smoke", seeds=(0, 1), device="cpu",
-                                     measure="accuracy,params", train_size=32, val_size=16), resolved_device="cpu")
+                                     measure="accuracy,params", train_size=40, val_size=16), resolved_device="cpu")
     conn = connect_ray(num_cpus=2)
     try:
         assert conn.started_local and conn.resources()["CPU"] == 2

@@ -11,7 +11,7 @@ from bench.runner import Runner, resolve_device
 
 
 def _spec(models="pool_avg,early_fusion", **kw):
-    return build_run_spec(RunOptions(models=models, profile="smoke", train_size=32, val_size=16, **kw),
+    return build_run_spec(RunOptions(models=models, profile="smoke", train_size=40, val_size=16, **kw),
                           resolved_device="cpu")
 
 
@@ -124,3 +124,44 @@ def test_latency_is_measured_in_interleaved_rounds_with_the_machine_on_the_recor
             assert k in r, k
     ts = [r for r in lat if r["model"] == "two_stream"]
     assert all(r["flow_latency_ms_p50"] > 0 and r["flow_timing_quality"] in ("ok", "noisy", "contended") for r in ts)
+
+
+def test_accuracy_record_carries_the_plateau_protocol_and_resumes(tmp_path):
+    """Through the CLI: smoke profile, accuracy only; every protocol field on the record; a resume after the
+    first model's record re-runs only the second, with the same fields."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.measure import unpack_correct
+
+    args = ["run", "--models", "pool_avg,early_fusion", "--profile", "smoke", "--measure", "accuracy",
+            "--device", "cpu", "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    recs = RunStore.open(tmp_path, run_dir.name).records()
+    assert len(recs) == 2
+    for r in recs:
+        assert r["status"] == "ok", r.get("error")
+        assert r["stop_reason"] == "budget" and r["converged"] is False  # smoke: 3 steps, visibly capped
+        assert r["steps"] == 3 and r["samples_seen"] == 3 * 32 and r["train_time_s"] > 0
+        assert r["fit_n"] + r["stop_n"] == 120 and r["val_n"] == 64
+        curve = json.loads(r["learning_curve"])
+        assert curve[-1]["step"] == 3 and curve[-1]["train_gmacs"] == pytest.approx(r["train_gmacs"])
+        assert r["train_gmacs"] == pytest.approx(r["train_step_gmacs"] / 32 * r["samples_seen"])
+        for k in ("steps_to_90", "gmacs_to_90", "steps_to_99", "gmacs_to_99", "curve_auc"):
+            assert k in r
+        assert r["acc_top1_lo"] <= r["acc_top1"] <= r["acc_top1_hi"]
+        correct = unpack_correct(r["val_correct"], r["val_n"])
+        assert correct.mean() == pytest.approx(r["acc_top1"])
+    # resume after losing the second record: only it is re-run, with the same protocol fields
+    lines = (run_dir / "records.jsonl").read_text().splitlines()
+    (run_dir / "records.jsonl").write_text(lines[0] + "\n")
+    res = CliRunner().invoke(app, ["run", "--resume", run_dir.name, "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    again = RunStore.open(tmp_path, run_dir.name).records()
+    assert len(again) == 2 and again[1]["model"] == recs[1]["model"]
+    for k in ("stop_reason", "converged", "steps", "samples_seen", "acc_top1", "val_correct", "learning_curve"):
+        assert again[1][k] == recs[1][k] if k != "learning_curve" else json.loads(again[1][k])[-1]["step"] == 3

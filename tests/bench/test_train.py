@@ -1,6 +1,7 @@
 """The one training loop: determinism, divergence, attribute accuracy."""
 import math
 
+import pytest
 import torch
 
 from bench.config import TrainSpec
@@ -61,3 +62,89 @@ def test_evaluate_attributes_and_video_accuracy():
     assert ev.per_class_acc == {"x": 1.0, "y": 0.0, "z": 0.0}
     # video 0 holds labels 0 and 1 (last label wins as the video's label); video 1 wrong, video 2 right
     assert 0.0 <= ev.video_acc_top1 <= 1.0
+
+
+# --------------------------------------------------------------------------- the plateau protocol
+class _MeanLinear(torch.nn.Module):
+    """logits = W mean_T,H,W(clip) + b: MACs a hand can count (Linear 3 -> K; no input gradient)."""
+
+    def __init__(self, k=2, frozen=False):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, k)
+        self.frozen = frozen
+
+    def forward(self, x):
+        out = self.fc(x.mean(dim=(1, 3, 4)))
+        # frozen: the output ignores the weights (0 * out keeps a gradient): a model that never improves
+        return 0 * out + torch.tensor([1.0, 0.0]) if self.frozen else out
+
+
+def _separable(n_batches=8, b=16, seed=0):
+    """Class 0 dark clips, class 1 bright: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        y = torch.randint(0, 2, (b,), generator=g)
+        x = y.float().view(b, 1, 1, 1, 1) + 0.1 * torch.randn(b, 2, 3, 4, 4, generator=g)
+        out.append((x, y))
+    return out
+
+
+def _plateau(model, *, ceiling=None, **kw):
+    spec = TrainSpec(**{"lr": 0.05, "budget_steps": 400, "eval_every": 4, "patience": 3, **kw})
+    return train_and_evaluate(model, _separable(), _separable(2, seed=1), spec=spec, seed=0,
+                              stop_loader=_separable(2, seed=2), ceiling=ceiling)
+
+
+def test_model_at_its_ceiling_stops_early():
+    torch.manual_seed(0)
+    res = _plateau(_MeanLinear(), ceiling=1.0)
+    assert res.status == "ok" and res.stop_reason in ("ceiling", "plateau") and res.converged
+    assert res.steps < 400 and res.curve[-1]["stop_acc"] >= 0.99
+    torch.manual_seed(0)
+    no_ceiling = _plateau(_MeanLinear(), ceiling=None)  # still stops: by plateau, not by the budget
+    assert no_ceiling.stop_reason == "plateau" and no_ceiling.steps < 400
+
+
+def test_tiny_budget_is_not_converged():
+    torch.manual_seed(0)
+    res = _plateau(_MeanLinear(), ceiling=1.0, budget_steps=2, lr=1e-6)
+    assert res.stop_reason == "budget" and res.converged is False and res.steps == 2 and res.samples == 32
+    assert res.curve[-1]["step"] == 2  # the last step is always evaluated
+
+
+def test_model_that_never_improves_ends_by_patience():
+    res = _plateau(_MeanLinear(frozen=True), ceiling=1.0, patience=3, eval_every=4)
+    # first evaluation sets the best; 3 more without a new best end it
+    assert res.stop_reason == "plateau" and res.steps == 4 * (1 + 3) and len(res.curve) == 4
+
+
+def test_learning_curve_compute_is_counted_forward_plus_backward():
+    torch.manual_seed(0)
+    res = _plateau(_MeanLinear(), ceiling=None, patience=100, budget_steps=20)
+    # Linear(3 -> 2) on a batch of 16: forward 16*3*2 MACs; backward only the weight gradient (the input needs
+    # none), another 16*3*2: 192 MACs a step, not 3x forward
+    assert res.train_step_gmacs == pytest.approx(2 * 16 * 3 * 2 / 1e9)
+    assert [p["step"] for p in res.curve] == [4, 8, 12, 16, 20]
+    for p in res.curve:
+        assert p["samples"] == 16 * p["step"]
+        assert p["train_gmacs"] == pytest.approx(p["step"] * res.train_step_gmacs)
+        assert {"stop_acc", "stop_loss", "train_loss", "wall_s"} <= set(p)
+
+
+def test_stopping_split_shares_no_clip_with_fit_or_reported_split():
+    from bench.data import carve_stopping_split
+
+    train = build_dataset(DS, CLIP, split="train", seed=0)
+    val = build_dataset(DS, CLIP, split="val", seed=0)
+    fit, stop = carve_stopping_split(train, 0.25, seed=0)
+    assert len(fit) + len(stop) == len(train) and not set(fit.indices) & set(stop.indices)
+    # Clip content, not only indices: no stopping clip equals a reported (val) clip or a fitting clip.
+    stop_clips = {stop.batch_uint8([(i, 0)])[0].numpy().tobytes() for i in range(len(stop))}
+    val_clips = {val.batch_uint8([(i, 0)])[0].numpy().tobytes() for i in range(len(val))}
+    fit_clips = {fit.batch_uint8([(i, 0)])[0].numpy().tobytes() for i in range(len(fit))}
+    assert len(stop_clips) == len(stop) and not stop_clips & val_clips and not stop_clips & fit_clips
+    again = carve_stopping_split(train, 0.25, seed=0)[1]
+    assert again.indices == stop.indices  # the same carve for every model of a seed
+    with pytest.raises(ValueError, match="--stop-fraction"):
+        carve_stopping_split(train, 0.05, seed=0)  # 3 stopping clips: too few
