@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.results import RunStore, load_results, now_iso, resolve_run
 
+from . import efficiency as EF
 from . import figures as F
 from . import param_sweep
 from . import tables as T
@@ -120,7 +121,7 @@ def build_report(
 
     # ---- summary
     blocks.append(Block("h2", "Summary"))
-    blocks.append(Block("list", items=_findings(main, failures, scales) + _latency_quality(df)
+    blocks.append(Block("list", items=_findings(main, failures, scales) + EF.accuracy_findings(df) + _latency_quality(df)
                         + _timing_flags(df, include_flagged)))
     flagged = T.flagged_latency(df)
     if not flagged.empty:
@@ -179,6 +180,17 @@ def build_report(
             ct.columns = [c.replace("_", " ") + (" (%)" if c.startswith(("ceiling", "best_acc", "mean_acc", "gap"))
                                                   else "") for c in ct.columns]
             blocks.append(Block("table", table=ct))
+
+    # ---- sample efficiency: the plateau protocol's learning curves (bench/report/efficiency.py)
+    eff = EF.efficiency_table(df)
+    if not eff.empty:
+        save_table("sample_efficiency", eff)
+        blocks.append(Block("h2", "Training to a plateau: sample efficiency"))
+        path = EF.efficiency_figure(df, fig_dir / "sample_efficiency.png", dpi=dpi)
+        if path:
+            figs["sample_efficiency"] = path
+            blocks.append(Block("figure", path=path, text=EF.FIGURE_TEXT))
+        blocks.append(Block("table", table=EF.display_table(eff)))
 
     # ---- params vs T
     try:

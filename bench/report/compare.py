@@ -97,6 +97,13 @@ def ratio_test(a: np.ndarray, b: np.ndarray, kind: str | None, *, seed: int = 0)
     return out
 
 
+def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """The paired accuracy test of ``b`` against ``a`` (ok records); only top-1 carries per-clip correctness."""
+    from .efficiency import paired_test
+
+    return paired_test(a[a["status"] == "ok"], b[b["status"] == "ok"]) if metric == "acc_top1" else {}
+
+
 def holm(p: pd.Series) -> pd.Series:
     """Holm–Bonferroni adjusted p-values (NaN stays NaN)."""
     vals = p.to_numpy(float)
@@ -237,6 +244,8 @@ def compare_runs(
                 gm = g[g["model"] == model]
                 val, s, status, n, q = _summarise(gm, metric)
                 test = ratio_test(base_s, s, kind) if model != baseline else ratio_test(np.empty(0), s, None)
+                if meas == "accuracy" and model != baseline:  # paired on identical clips (McNemar / seed t)
+                    test.update(_paired(gb, gm, metric))
                 rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
                                  scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
                                  family=gm["family"].iloc[0], value=val, baseline_value=base_val,
@@ -262,7 +271,8 @@ def compare_runs(
                              scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
                              family=ga["family"].iloc[0], value_a=va, value_b=vb,
                              ratio=vb / va if va else math.nan, n_samples_a=len(sa), n_samples_b=len(sb),
-                             **ratio_test(sa, sb, kind), timing_quality_a=qa, timing_quality_b=qb,
+                             **ratio_test(sa, sb, kind), **(_paired(ga, gb, metric) if meas == "accuracy" else {}),
+                             timing_quality_a=qa, timing_quality_b=qb,
                              status="ok" if sta == stb == "ok" else f"A {sta}, B {stb}"))
         if only_a:
             notes.append(f"only in {id_a}: {', '.join(dict.fromkeys(only_a))}")
@@ -270,7 +280,10 @@ def compare_runs(
             notes.append(f"only in {id_b}: {', '.join(dict.fromkeys(k[-1] for k in gb_index))}")
         if not rows:
             raise ValueError(f"runs {id_a!r} and {id_b!r} share no (model, scale, batch, point) with {metric!r}")
-    if kind is None:
+    if metric == "acc_top1":
+        notes.append("acc_top1: paired test on identical validation clips (exact McNemar on one seed, t-test of "
+                     "per-seed differences on several), Holm-adjusted; diff = B - A in accuracy (fraction)")
+    elif kind is None:
         notes.append(f"{metric} has no raw samples: ratios only, no significance test")
     table = pd.DataFrame(rows)
     # group-major order: train clip before deploy clip, small batches first, then models by family

@@ -325,7 +325,8 @@ def ceiling_table(main: pd.DataFrame) -> pd.DataFrame:
         })
     out = pd.DataFrame(rows)
     if not out.empty:
-        out["gap_to_ceiling"] = out["ceiling_top1"] - out["best_acc_top1"]
+        # never negative: a result above its ceiling is judged against its interval (efficiency.ceiling_judgement)
+        out["gap_to_ceiling"] = (out["ceiling_top1"] - out["best_acc_top1"]).clip(lower=0)
     return out
 
 
@@ -355,7 +356,8 @@ def flagged_latency(df: pd.DataFrame) -> pd.DataFrame:
     if "timing_quality" not in df:
         return pd.DataFrame(columns=["model", "point", "seed", "scale", "batch", "timing_quality", "timing_reason"])
     lat = df[(df["measurement"] == "latency") & (df["status"] == "ok")]
-    lat = lat[[is_flagged(q) for q in lat["timing_quality"]]].sort_values(["_model_sort", "_point_sort"], kind="stable")
+    # a bool array, not a list: an empty list would select no *columns* (a run without latency records)
+    lat = lat[np.array([is_flagged(q) for q in lat["timing_quality"]], dtype=bool)].sort_values(["_model_sort", "_point_sort"], kind="stable")
     out = lat[["model", "point_label", "seed", "scale", "batch_size", "timing_quality", "timing_reason"]]
     out = out.rename(columns={"point_label": "point", "batch_size": "batch"}).reset_index(drop=True)
     out["scale"] = out["scale"].map(lambda s: SCALES.get(s, s))
