@@ -231,20 +231,22 @@ class Runner:
 
             model = self._build(name, spec.clip, spec.backbone, spec, num_classes, seed)
             # The stopping split comes out of the training data (never the reported split), same carve per seed.
-            fit_ds, stop_ds = carve_stopping_split(build_dataset(spec.dataset, spec.clip, split="train", seed=seed),
-                                                   spec.train.stop_fraction, seed)
+            # Fixed length (--epochs) stops on nothing: it trains on the whole training split, as it always did.
+            train_ds = build_dataset(spec.dataset, spec.clip, split="train", seed=seed)
+            fixed = spec.train.fixed_length
+            fit_ds, stop_ds = (train_ds, []) if fixed else carve_stopping_split(train_ds, spec.train.stop_fraction, seed)
             train_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed, dataset=fit_ds,
                                        batch_size=spec.train.batch_size, num_workers=spec.train.num_workers)
-            stop_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed, dataset=stop_ds,
-                                      batch_size=max(spec.train.batch_size, 256), shuffle=False,
-                                      num_workers=spec.train.num_workers)
+            stop_loader = None if fixed else make_loader(spec.dataset, spec.clip, split="train", seed=seed,
+                                                         dataset=stop_ds, batch_size=max(spec.train.batch_size, 256),
+                                                         shuffle=False, num_workers=spec.train.num_workers)
             val_loader = make_loader(spec.dataset, spec.clip, split="val", seed=seed,
                                      batch_size=max(spec.train.batch_size, 256), shuffle=False,
                                      num_workers=spec.train.num_workers,
                                      video_index=not spec.dataset.is_synthetic)  # video-level accuracy
             if self.ddp is not None:  # disjoint slices of the same global batches; eval shards gathered
                 train_loader = self.ddp.shard(train_loader, drop_short=True)
-                stop_loader = self.ddp.shard(stop_loader, drop_short=False)
+                stop_loader = self.ddp.shard(stop_loader, drop_short=False) if stop_loader is not None else None
                 val_loader = self.ddp.shard(val_loader, drop_short=False)
             top1_ceiling = (ceiling or {}).get("top1")
             res = train_and_evaluate(
