@@ -10,7 +10,7 @@ unit-named record fields. Nothing here prints; an out-of-memory raises ``Measure
     measure_matmul_peak(device)             -> MatmulPeak    matmul_peak_gflops_s
     count_train_step_gmacs(model, clip, y)  -> float         forward + backward GMACs of one training step
 """
-from ._common import MeasureOOM, is_oom
+from ._common import DeviceUnavailable, MeasureOOM, is_oom, resolve_device
 from .accuracy import (
     McNemar, ceiling_verdict, clopper_pearson, holm, holm_adjusted, mcnemar_exact, pack_correct, sample_efficiency,
     unpack_correct, wilson_half_width, wilson_interval,
@@ -22,6 +22,7 @@ from .memory import LiveTensorBytes, MemoryResult, measure_memory
 from .params import ParamsResult, count_params
 
 __all__ = [
+    "DeviceUnavailable", "resolve_device",
     "FLOPS_POLICY",
     "FlopsResult",
     "LatencyResult",
