@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .config import TrainSpec
+from .measure._common import to_channels_last
 
 Progress = Callable[[str, dict], None]
 
@@ -133,7 +134,7 @@ def train_and_evaluate(
     device = torch.device(device)
     model.to(device)
     if spec.channels_last:  # 2D convs then run NHWC (the clip is flattened to [B T, C, H, W] inside the model)
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)  # 5-D (3-D conv) weights to channels_last_3d
     # Counted before seeding: the count runs on a copy and restores the RNG, so training is unchanged.
     step_gmacs, counted_batch = _step_gmacs(model, train_loader, device)
     gmacs_per_sample = step_gmacs / counted_batch if step_gmacs is not None and counted_batch else None

@@ -148,7 +148,7 @@ class HornSchunck(nn.Module):
             x = x.float()  # derivative products underflow / lose precision in half
         x = x.reshape(b * t, c, h, w)
         if c == 3:
-            x = F.conv2d(x, self.gray_weight.to(x.dtype))
+            x = F.conv2d(x, self._weight("gray_weight", x.dtype))
         return x
 
     def pyramid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -188,13 +188,13 @@ class HornSchunck(nn.Module):
 
     def _down(self, x: torch.Tensor) -> torch.Tensor:
         """Blur and halve ``[N, 1, H, W] -> [N, 1, H//2, W//2]``."""
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.down_weight.to(x.dtype), stride=2)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self._weight("down_weight", x.dtype), stride=2)
 
     def derivatives(self, i1: torch.Tensor, i2: torch.Tensor) -> torch.Tensor:
         """``(Ix, Iy, It)`` of frame pairs ``[N, 1, H, W]`` x 2 -> ``[N, 3, H, W]`` (see ``_derivative_kernel``)."""
         p = self.deriv_weight.shape[-1] // 2
         x = F.pad(torch.cat([i1, i2], dim=1), (p, p, p, p), mode="replicate")
-        return F.conv2d(x, self.deriv_weight.to(x.dtype))
+        return F.conv2d(x, self._weight("deriv_weight", x.dtype))
 
     def _solve(self, i1: torch.Tensor, i2w: torch.Tensor, flow0: torch.Tensor | None) -> torch.Tensor:
         """``iterations`` Jacobi updates on one level: frames ``[N, 1, h, w]``, flow0 ``[N, 2, h, w]`` or None."""
@@ -213,6 +213,15 @@ class HornSchunck(nn.Module):
             s = torch.addcmul(torch.addcmul(c, gx, bar[:, 0:1]), gy, bar[:, 1:2])
             flow = torch.addcmul(bar, grad, s, value=-1.0)
         return flow
+
+    def _weight(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """Buffer ``name`` in ``dtype`` and NCHW layout.
+
+        ``model.to(memory_format=torch.channels_last)`` (latency ``--channels-last``, training option) also
+        converts these 4-D buffers; a channels-last weight makes the conv outputs channels-last, and the
+        ``[1, 2N, H, W]`` views below need the NCHW layout. The flow is computed in NCHW either way.
+        """
+        return getattr(self, name).to(dtype).contiguous()
 
     def _average_weight(self, flow: torch.Tensor) -> torch.Tensor:
         n, c = flow.shape[:2]
