@@ -61,3 +61,21 @@ def test_evaluate_attributes_and_video_accuracy():
     assert ev.per_class_acc == {"x": 1.0, "y": 0.0, "z": 0.0}
     # video 0 holds labels 0 and 1 (last label wins as the video's label); video 1 wrong, video 2 right
     assert 0.0 <= ev.video_acc_top1 <= 1.0
+
+
+def test_foreach_adamw_default_is_bit_identical_to_the_per_parameter_loop(monkeypatch):
+    """The default optimizer is AdamW(foreach=True), an exact speed-up: same losses and weights as the loop."""
+    a, ma = _train_once(0)
+    real = torch.optim.AdamW
+    seen = []
+
+    def loop_adamw(params, **kw):
+        seen.append(kw.pop("foreach", None))
+        return real(params, foreach=False, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", loop_adamw)
+    b, mb = _train_once(0)
+    assert seen == [True]
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        assert torch.equal(pa, pb)
