@@ -42,6 +42,8 @@ class TrainSpec:
     ceiling_fraction: float = 0.99
     fused_adamw: bool = False   # AdamW(fused=True): faster, not bit-identical to the default (docs/accuracy.md)
     channels_last: bool = False  # train in channels_last memory format: faster on some models, not bit-identical
+    flow_cache_mib: float = 256.0  # per-run training flow cache (bench/flow_cache.py); exact, so on; 0 = off
+    flow_cache_dir: str | None = None  # also keep it on disk there (a later run of the same clips starts warm)
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 0:
@@ -58,6 +60,8 @@ class TrainSpec:
             raise ValueError(f"--patience must be an evaluation count >= 1, got {self.patience}")
         if not 0.0 < self.stop_fraction < 1.0:
             raise ValueError(f"--stop-fraction must lie strictly between 0 and 1, got {self.stop_fraction}")
+        if not self.flow_cache_mib >= 0:
+            raise ValueError(f"flow cache size must be >= 0 MiB, got {self.flow_cache_mib}")
         if not 0.0 < self.ceiling_fraction <= 1.0:
             raise ValueError(f"ceiling_fraction must lie in (0, 1], got {self.ceiling_fraction}")
 

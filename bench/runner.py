@@ -260,6 +260,7 @@ class Runner:
                 "learning_curve": json.dumps(res.curve, separators=(",", ":")),
                 **sample_efficiency(res.curve, top1_ceiling, budget),
                 **_data_facts(train_loader, val_loader),
+                **(res.flow_cache or {}),
             }
             for k, v in (ceiling or {}).items():
                 out[f"ceiling_{k}"] = v

@@ -92,8 +92,9 @@ class HornSchunck(nn.Module):
         min_size: a coarser level is only added while its shorter side stays >= ``min_size`` pixels.
 
     Input: float in [0, 1] with C = 3 (RGB, converted to BT.601 luma) or C = 1; uint8 is converted by /255.
-    The whole computation is convolutions (counted by FLOP counters), bilinear warps and pointwise ops;
-    ``conv_macs(T, H, W)`` gives the convolution MACs of one clip analytically.
+    The whole computation is convolutions (counted by FLOP counters), bilinear warps and pointwise ops (the
+    luma weighting among them); ``conv_macs(T, H, W)`` gives the convolution MACs of one clip analytically.
+    Each frame pair's flow is computed on its own, so a clip's flow is bit-identical in any batch.
     """
 
     def __init__(self, *, iterations: int = 12, lam: float = 0.002, warps: int = 2, levels: int = 4,
@@ -148,7 +149,12 @@ class HornSchunck(nn.Module):
             x = x.float()  # derivative products underflow / lose precision in half
         x = x.reshape(b * t, c, h, w)
         if c == 3:
-            x = F.conv2d(x, self.gray_weight.to(x.dtype))
+            # Pointwise, not a 1x1 conv: oneDNN picks the 1x1 conv's algorithm by batch size, and its sums
+            # differed in the last bit between batches of 8 and 32 frames; everything else here is computed
+            # per frame pair, so the flow of a clip is bit-identical in any batch (the training flow cache,
+            # bench/flow_cache.py, relies on it). 3 multiply-adds per pixel, not in conv_macs.
+            wt = self._weight("gray_weight", x.dtype)
+            x = torch.addcmul(torch.addcmul(x[:, 0:1] * wt[:, 0:1], x[:, 1:2], wt[:, 1:2]), x[:, 2:3], wt[:, 2:3])
         return x
 
     def pyramid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -188,13 +194,13 @@ class HornSchunck(nn.Module):
 
     def _down(self, x: torch.Tensor) -> torch.Tensor:
         """Blur and halve ``[N, 1, H, W] -> [N, 1, H//2, W//2]``."""
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.down_weight.to(x.dtype), stride=2)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self._weight("down_weight", x.dtype), stride=2)
 
     def derivatives(self, i1: torch.Tensor, i2: torch.Tensor) -> torch.Tensor:
         """``(Ix, Iy, It)`` of frame pairs ``[N, 1, H, W]`` x 2 -> ``[N, 3, H, W]`` (see ``_derivative_kernel``)."""
         p = self.deriv_weight.shape[-1] // 2
         x = F.pad(torch.cat([i1, i2], dim=1), (p, p, p, p), mode="replicate")
-        return F.conv2d(x, self.deriv_weight.to(x.dtype))
+        return F.conv2d(x, self._weight("deriv_weight", x.dtype))
 
     def _solve(self, i1: torch.Tensor, i2w: torch.Tensor, flow0: torch.Tensor | None) -> torch.Tensor:
         """``iterations`` Jacobi updates on one level: frames ``[N, 1, h, w]``, flow0 ``[N, 2, h, w]`` or None."""
@@ -213,6 +219,15 @@ class HornSchunck(nn.Module):
             s = torch.addcmul(torch.addcmul(c, gx, bar[:, 0:1]), gy, bar[:, 1:2])
             flow = torch.addcmul(bar, grad, s, value=-1.0)
         return flow
+
+    def _weight(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """Buffer ``name`` in ``dtype`` and NCHW layout.
+
+        ``model.to(memory_format=torch.channels_last)`` (latency ``--channels-last``, training option) also
+        converts these 4-D buffers; a channels-last weight makes the conv outputs channels-last, and the
+        ``[1, 2N, H, W]`` views below need the NCHW layout. The flow is computed in NCHW either way.
+        """
+        return getattr(self, name).to(dtype).contiguous()
 
     def _average_weight(self, flow: torch.Tensor) -> torch.Tensor:
         n, c = flow.shape[:2]
@@ -253,7 +268,7 @@ class HornSchunck(nn.Module):
 
     def conv_macs(self, frames: int, height: int, width: int, channels: int = 3) -> int:
         """Convolution multiply-accumulates of one clip ``[1, T, C, H, W]``, as FLOP counters count them."""
-        macs = frames * height * width * channels if channels == 3 else 0          # luma 1x1 conv
+        macs = 0                                                                     # luma: pointwise (_gray)
         sizes = self.pyramid_sizes(height, width)
         for h, w in sizes[1:]:
             macs += frames * h * w * 16                                              # 4x4 stride-2 blur

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -93,3 +93,53 @@ def mha_fastpath_disabled() -> Iterator[None]:
         yield
     finally:
         mha.set_fastpath_enabled(before)
+
+
+
+def to_channels_last(model: torch.nn.Module) -> Callable[[], None]:
+    """Convert ``model`` in place: 4-D weights and buffers to channels_last, 5-D ones to channels_last_3d.
+
+    (``model.to(memory_format=torch.channels_last)`` raises on the 5-D weights of the 3-D conv models.)
+    Returns a function that gives every converted tensor its previous layout back (values kept, so it also
+    works after training steps).
+    """
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    converted = []
+    with torch.no_grad():
+        for mod in model.modules():
+            for kind in ("_parameters", "_buffers"):
+                for name, t in getattr(mod, kind).items():
+                    fmt = formats.get(t.dim()) if t is not None else None
+                    if fmt is None or t.is_contiguous(memory_format=fmt) and not t.is_contiguous():
+                        continue
+                    _set(mod, kind, name, t.contiguous(memory_format=fmt))
+                    converted.append((mod, kind, name))
+
+    def restore() -> None:
+        with torch.no_grad():
+            for mod, kind, name in converted:
+                _set(mod, kind, name, getattr(mod, kind)[name].contiguous())
+
+    return restore
+
+
+def _set(mod: torch.nn.Module, kind: str, name: str, value: torch.Tensor) -> None:
+    if kind == "_parameters":
+        mod._parameters[name].data = value  # keeps the Parameter object (optimizers hold it)
+    else:
+        mod._buffers[name] = value
+
+
+@contextlib.contextmanager
+def channels_last_for(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """``model`` in channels_last (``to_channels_last``) inside the block; the previous layouts after.
+
+    ``nn.Module.to(memory_format=...)`` converts in place, so without the restore a latency measurement with
+    ``channels_last`` would leak its layout into the next measurement of the same model (memory, FLOPs).
+    """
+    restore = to_channels_last(model) if enabled else None
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()

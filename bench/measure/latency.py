@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ._common import as_tuple, oom_guard, resolve_device
+from ._common import as_tuple, channels_last_for, oom_guard, resolve_device
 from .stats import median_ci, percentile
 
 SPREAD_WARN_IQR_OVER_MEDIAN = 0.1  # torch.utils.benchmark.Measurement warns at the same ratio
@@ -108,7 +108,8 @@ def prepare(
 ) -> tuple[Callable[..., Any], tuple, int]:
     """Move model and inputs, apply the knobs; returns ``(callable, args, batch)``.
 
-    ``channels_last`` converts the model's 4-D weights and 4-D inputs (NHWC); a 5-D clip ``[B, T, C, H, W]``
+    ``channels_last`` converts 4-D inputs (NHWC; ``measure_latency`` converts the model's 4-D weights for the
+    measurement only, see ``channels_last_for``); a 5-D clip ``[B, T, C, H, W]``
     keeps its layout (it is not NCDHW) -- the convs then produce channels-last maps from their weights.
     """
     args = as_tuple(inputs)
@@ -116,8 +117,7 @@ def prepare(
     args = (first, *args[1:])
     model = model.to(device).eval()
     args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if channels_last:  # the model itself: measure_latency converts it (and restores it after)
         args = tuple(a.contiguous(memory_format=torch.channels_last) if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args)
     fn: Callable[..., Any] = torch.compile(model) if compile else model
     return fn, args, int(first.shape[0])
@@ -155,7 +155,7 @@ def measure_latency(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        with oom_guard(f"latency at batch_size={batch_size}"):
+        with oom_guard(f"latency at batch_size={batch_size}"), channels_last_for(model, channels_last):
             fn, args, batch = prepare(model, clip, device=dev, batch_size=batch_size, channels_last=channels_last, compile=compile)
             with torch.inference_mode(), _amp_context(dev, amp):
                 warm_iters, stable, per_call_s = _warm_up(fn, args, dev, warmup_s, warmup_window, warmup_rel_tol)

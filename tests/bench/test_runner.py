@@ -104,6 +104,18 @@ def test_accuracy_record_names_decoder_and_skipped_videos(tmp_path):
     assert rec["decoder"] is None and rec["skipped_videos"] == 0 and rec["skipped_video_list"] == "[]"
 
 
+def test_channels_last_two_stream_latency_and_memory_are_ok(tmp_path):
+    """Regression: ``--channels-last`` recorded two-stream latency/memory as a ``view size`` RuntimeError."""
+    spec = build_run_spec(RunOptions(models="two_stream,r3d", profile="smoke", measure="latency,memory",
+                                     channels_last=True, cost_clip="off"), resolved_device="cpu")
+    store = RunStore.create(tmp_path, "r")
+    Runner(store).run([spec])
+    recs = store.records()
+    assert {(r["model"], r["measurement"]) for r in recs} >= {(m, k) for m in ("two_stream", "r3d")
+                                                           for k in ("latency", "memory")}
+    assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+
+
 def test_latency_is_measured_in_interleaved_rounds_with_the_machine_on_the_record(tmp_path):
     events = []
     store = RunStore.create(tmp_path, "r")

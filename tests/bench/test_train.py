@@ -148,3 +148,20 @@ def test_stopping_split_shares_no_clip_with_fit_or_reported_split():
     assert again.indices == stop.indices  # the same carve for every model of a seed
     with pytest.raises(ValueError, match="--stop-fraction"):
         carve_stopping_split(train, 0.05, seed=0)  # 3 stopping clips: too few
+
+def test_foreach_adamw_default_is_bit_identical_to_the_per_parameter_loop(monkeypatch):
+    """The default optimizer is AdamW(foreach=True), an exact speed-up: same losses and weights as the loop."""
+    a, ma = _train_once(0)
+    real = torch.optim.AdamW
+    seen = []
+
+    def loop_adamw(params, **kw):
+        seen.append(kw.pop("foreach", None))
+        return real(params, foreach=False, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", loop_adamw)
+    b, mb = _train_once(0)
+    assert seen == [True]
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        assert torch.equal(pa, pb)

@@ -344,3 +344,14 @@ def test_flowbench_tables_have_the_documented_columns():
     tput = flow_throughput(sizes=(16,), batches=(1,), frames=3, min_run_time_s=0.01, threads=1)
     assert list(tput["method"]) == ["horn_schunck", "farneback"] and (tput["fields"] == 2).all()
     assert (tput["fields_per_s"] > 0).all() and (tput["threads"] == 1).all()
+
+
+@pytest.mark.parametrize("frames,size", [(4, 16), (4, 32), (8, 32)])
+def test_flow_of_a_clip_is_bit_identical_in_any_batch(frames, size):
+    """The training flow cache (bench/flow_cache.py) reuses a clip's flow computed in another batch."""
+    torch.manual_seed(0)
+    hs = HornSchunck()
+    x = torch.rand(9, frames, 3, size, size)
+    full = hs(x)
+    for idx in ([0], [0, 1], [3, 4, 5, 6], [8, 0, 5]):
+        assert torch.equal(hs(x[idx]), full[idx]), idx

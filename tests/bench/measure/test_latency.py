@@ -137,3 +137,12 @@ def test_latency_agrees_with_torch_utils_benchmark():
         if 0.7 <= median_ratio <= 1.4:
             return
     pytest.fail(f"harness p50 / Timer median, (median of 5 paired ratios, ratios): {attempts}")
+
+
+def test_channels_last_does_not_leak_into_the_model():
+    """The layout change is for the latency measurement only (the memory measurement that follows sees NCHW)."""
+    net = _small_net()
+    before = {k: v.stride() for k, v in net.state_dict().items()}
+    measure_latency(net, torch.randn(1, 3, 16, 16), channels_last=True, warmup_s=0.0, min_samples=5,
+                    min_time_s=0.0, max_time_s=0.5)
+    assert {k: v.stride() for k, v in net.state_dict().items()} == before
