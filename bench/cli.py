@@ -10,12 +10,13 @@ from typing import Iterator, List, Optional
 
 import typer
 
+from .cli_errors import USER_ERRORS, OneLineGroup, Terminated, one_line, sigterm_as_interrupt
 from .console import RunProgress, err_console, fail, fmt, out_console, summary_table
+from .results import short_path
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# OneLineGroup renders parse errors, known and unexpected exceptions as one line + exit 2 (bench/cli_errors.py)
+app = typer.Typer(cls=OneLineGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fusionbench: every way of fusing time in a video classifier, measured side by side.")
-
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
 
 
 @contextmanager
@@ -26,8 +27,7 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as exc:
         from rich.markup import escape
 
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        fail(escape(str(msg)))  # e.g. "pip install 'fusionbench[ray]'" must not read as rich markup
+        fail(escape(one_line(exc)))  # e.g. "pip install 'fusionbench[ray]'" must not read as rich markup
 
 
 def _command_line(ctx: typer.Context | None = None) -> str:
@@ -118,14 +118,13 @@ def run_cmd(
     from .plan import build_run_spec
     from .runner import resolve_device
 
-    if resume:
+    if resume is not None:
         with user_errors():
+            _check_resume_flags(ctx, resume)
             ray = _launch(ctx, nproc, executor, address, None)
         return _resume(resume, out, ctx, ray=ray)
     with user_errors():
         dev = resolve_device(device)
-        if device == "auto":
-            err_console.print(f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)"))
         opts = _run_options(
             models=models, dataset=dataset, root=root, frames=frames, size=size, batch_size=batch_size,
             epochs=epochs, lr=lr, seeds=parse_int_list(seeds, what="--seeds"), profile=profile, device=device,
@@ -135,7 +134,8 @@ def run_cmd(
         )
         spec = build_run_spec(opts, resolved_device=dev)
         ray = _launch(ctx, nproc, executor, address, [spec])
-    _execute([spec], out, run_id=None, ctx=ctx, ray=ray)
+    notice = f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)") if device == "auto" else None
+    _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice)
 
 
 @app.command("ablate")
@@ -222,25 +222,62 @@ def _forwarded_args(ctx: typer.Context, drop: tuple[str, ...]) -> list[str]:
     return out
 
 
+# Flags that say how to run, not what: a resume may set them (everything else comes from run.json).
+RESUME_FLAGS = ("resume", "out", "nproc", "executor", "address")
+
+
+def _check_resume_flags(ctx: typer.Context, resume: str) -> None:
+    """``--resume`` re-runs the recorded spec: an empty id or a flag that would change the spec is an error."""
+    if not resume.strip():
+        raise ValueError("--resume needs a run id (or 'latest'), got an empty one")
+    given = [p.opts[0] for p in ctx.command.params if p.name not in RESUME_FLAGS
+             and (src := ctx.get_parameter_source(p.name)) is not None and src.name != "DEFAULT"]
+    if given:
+        raise ValueError(f"--resume continues run {short_path(resume, 80)} with its recorded settings; a resume cannot change "
+                         f"{', '.join(given)} (start a new run for that)")
+
+
 def _resume(run: str, out: Path, ctx: typer.Context | None = None, ray=None) -> None:
     from .config import run_spec_from_dict
-    from .results import RunStore
+    from .distributed import launched_by_torchrun
 
+    writer = not launched_by_torchrun() or int(os.environ["RANK"]) == 0
     with user_errors():
-        store = RunStore.open(out, run)
+        store, lock = _open_for_resume(run, out, writer, ctx)
         meta = store.read_meta()
         if not meta.get("points"):
             raise ValueError(f"run {run} has no run.json with its points; it cannot be resumed")
-        points = [run_spec_from_dict(p) for p in meta["points"]]
-    from .distributed import launched_by_torchrun
-
-    if not launched_by_torchrun() or int(os.environ["RANK"]) == 0:
+        try:
+            points = [run_spec_from_dict(p) for p in meta["points"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{store.meta_path}: its points are not a valid run spec ({type(exc).__name__}: "
+                             f"{one_line(exc)})") from None
+    if writer:
+        _, report = store.read()
+        for msg in ([lock.repaired] if lock is not None and lock.repaired else []) + report.messages():
+            err_console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
         err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
     _execute(points, out, run_id=store.run_id, store=store, ctx=ctx, ray=ray)
 
 
+def _open_for_resume(run: str, out: Path, writer: bool, ctx: typer.Context | None):
+    """The run's store and, for the process that writes it, its writer lock (taken before any key is read)."""
+    from .results import RunStore
+
+    store = RunStore.open(out, run)
+    return store, (_hold_lock(store, ctx) if writer else None)
+
+
+def _hold_lock(store, ctx: typer.Context | None):
+    """Take the run's writer lock until the command ends (exit, error or interrupt alike)."""
+    lock = store.lock()
+    if ctx is not None:
+        ctx.call_on_close(lock.release)
+    return lock
+
+
 def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None,
-             ctx: typer.Context | None = None, ray=None) -> None:
+             ctx: typer.Context | None = None, ray=None, notice: str | None = None) -> None:
     from .distributed import launched_by_torchrun
     from .results import RunStore, new_run_id
     from .runner import Runner, finish_run, start_run
@@ -252,11 +289,15 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
         with user_errors():
             ddp = init_from_env(points[0].device)
     if ddp is None or ddp.is_main:
-        if store is None:
-            store = RunStore.create(out, run_id or new_run_id(prefix))
-            start_run(store, points, command=_command_line(ctx), device=points[0].device)
-        else:
-            store.update_meta(status="running", resumed_command=_command_line(ctx))
+        with user_errors():
+            if store is None:
+                store = RunStore.create(out, run_id or new_run_id(prefix))
+                _hold_lock(store, ctx)  # one writer per run, for the life of the run
+                start_run(store, points, command=_command_line(ctx), device=points[0].device)
+                if notice:  # printed once the run exists, so bad input prints its one error line alone
+                    err_console.print(notice)
+            else:
+                store.update_meta(status="running", resumed_command=_command_line(ctx))
     if ddp is not None:
         store = RunStore(Path(out), ddp.broadcast(store.run_id if ddp.is_main else None))
         if not ddp.is_main:
@@ -274,24 +315,27 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
         runner = RayRunner(store, ray, progress=None)
     else:
         runner = Runner(store, progress=None, ddp=ddp)
+    resume_hint = f"bench run --resume {store.run_id} --out {shlex.quote(str(out))}"
     try:
-        with RunProgress(total) as prog:
+        with sigterm_as_interrupt(), RunProgress(total) as prog:
             runner.emit = prog
             summary = runner.run(points)
-    except KeyboardInterrupt:
-        finish_run(store, runner.summary, "interrupted")
+    except KeyboardInterrupt as exc:
+        _mark(store, runner.summary, "interrupted")
         err_console.print(
-            f"\n[yellow]interrupted[/yellow]: {sum(runner.summary.counts.values())} record(s) kept in {store.path}\n"
-            f"resume with: bench run --resume {store.run_id} --out {out}"
+            f"\n[yellow]{'terminated' if isinstance(exc, Terminated) else 'interrupted'}[/yellow]: "
+            f"{sum(runner.summary.counts.values())} record(s) kept in {store.path}\nresume with: {resume_hint}"
         )
-        raise typer.Exit(130)
-    except USER_ERRORS as exc:
-        finish_run(store, runner.summary, "failed")
-        fail(f"{exc} (records so far kept in {store.path})")
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
+    except Exception as exc:  # noqa: BLE001 - full disk, a bad dataset, ...: one line, the run marked failed
+        marked = _mark(store, runner.summary, "failed")
+        fail(f"{one_line(exc)} (records so far kept in {store.path}"
+             + ("" if marked else "; run.json could not be marked failed") + f"; resume with: {resume_hint})")
     finally:
         if ray is not None:
             ray.shutdown()
-    finish_run(store, summary, "complete")
+    with user_errors():
+        finish_run(store, summary, "complete")
     out_console.print(summary_table(store.records(), title=f"run {store.run_id}"))
     bad = {k: v for k, v in summary.counts.items() if k != "ok"}
     out_console.print(
@@ -303,6 +347,17 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
     )
 
 
+def _mark(store, summary, status: str) -> bool:
+    """Mark run.json ``status`` where it can be written (a full disk may refuse even that)."""
+    from .runner import finish_run
+
+    try:
+        finish_run(store, summary, status)
+    except OSError:
+        return False
+    return True
+
+
 # ------------------------------------------------------------------------------------------- report
 @app.command("report")
 def report_cmd(
@@ -310,6 +365,8 @@ def report_cmd(
     format: str = typer.Option("md,html", "--format", help="md, html or both"),
     results: Path = typer.Option(Path("results"), help="results root"),
     out: Path = typer.Option(Path("reports"), help="reports root"),
+    include_flagged: bool = typer.Option(False, "--include-flagged",
+                                         help="keep latencies flagged noisy/contended on the Pareto front"),
 ) -> None:
     """Markdown + self-contained HTML report (tables, figures) in reports/<run-id>/."""
     from .report import build_report
@@ -319,7 +376,8 @@ def report_cmd(
         bad = [f for f in formats if f not in ("md", "html")]
         if bad or not formats:
             raise ValueError(f"--format takes md, html or md,html; got {format!r}")
-        res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats)
+        res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats,
+                           include_flagged=include_flagged)
     out_console.print(f"report: {res.out_dir}")
     for p in getattr(res, "files", []) or []:
         out_console.print(f"  {p}")
@@ -342,6 +400,8 @@ def compare_cmd(
                            out_dir=str(out) if out else None)
     from rich.table import Table
 
+    for diff in res.differences:  # before any number: the two runs were not set up alike
+        err_console.print(f"[yellow]warning:[/yellow] {diff}", highlight=False)
     df = res.table
     two = run_b is not None
     for group, g in df.groupby("group", sort=False):

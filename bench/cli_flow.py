@@ -1,6 +1,7 @@
 """`bench flow`: optical-flow throughput and robustness tables (thin adapter over bench.flowbench)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -11,14 +12,23 @@ from .console import fail, out_console
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 
-def _floats(text: str, what: str) -> list[float]:
+def _floats(text: str, what: str, minimum: float = 0.0, integer: bool = False) -> list[float]:
     try:
         vals = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         fail(f"{what} must be comma-separated numbers, got {text!r}")
     if not vals:
         fail(f"{what} needs at least one value")
+    bad = [v for v in vals if not (math.isfinite(v) and v >= minimum and (not integer or v == int(v)))]
+    if bad:
+        fail(f"{what} must be {'whole numbers' if integer else 'finite numbers'} >= {minimum:g}, got {bad[0]:g}")
     return vals
+
+
+def _at_least(value: int, what: str, minimum: int) -> int:
+    if value < minimum:
+        fail(f"{what} must be >= {minimum}, got {value}")
+    return value
 
 
 def _show(df, title: str, csv: Optional[Path]) -> None:
@@ -52,8 +62,10 @@ def throughput_cmd(
 
     try:
         dev = resolve_device(device)
-        df = flow_throughput([int(s) for s in _floats(sizes, "--sizes")], [int(b) for b in _floats(batches, "--batches")],
-                             dev, frames=frames, farneback=farneback, threads=threads)
+        df = flow_throughput([int(s) for s in _floats(sizes, "--sizes", 8, True)],
+                             [int(b) for b in _floats(batches, "--batches", 1, True)],
+                             dev, frames=_at_least(frames, "--frames", 2), farneback=farneback,
+                             threads=None if threads is None else _at_least(threads, "--threads", 1))
     except ValueError as exc:
         fail(str(exc))
     _show(df, "optical-flow throughput (fields/s)", csv)
@@ -70,7 +82,8 @@ def robustness_cmd(
     from .flowbench import flow_robustness
 
     try:
-        df = flow_robustness(size=size, sigmas=_floats(sigmas, "--sigmas"), pans=_floats(pans, "--pans"))
+        df = flow_robustness(size=_at_least(size, "--size", 8), sigmas=_floats(sigmas, "--sigmas"),
+                             pans=_floats(pans, "--pans"))
     except ValueError as exc:
         fail(str(exc))
     _show(df, "optical-flow EPE (px)", csv)

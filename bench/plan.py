@@ -14,6 +14,7 @@ from fusion_models.backbone import check_backbone_name
 
 from .config import MEASUREMENTS, RunSpec, get_profile, parse_size
 from .data import DatasetSpec
+from .validate import check_options, check_run_spec
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def parse_clip(text: str) -> tuple[int, int, int]:
 
 def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
     """Profile defaults with ``opts`` applied; every bad value raises ``ValueError`` with one clear line."""
+    check_options(opts)
     prof = get_profile(opts.profile)
     models = tuple(list_models(opts.models))
     clip = prof.clip
@@ -117,11 +119,13 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
         raise ValueError(f"--threads must be >= 1, got {opts.threads}")
     amp = None if opts.amp in (None, "none") else opts.amp
     measure_spec = replace(prof.measure, amp=amp, channels_last=opts.channels_last, compile=opts.compile)
-    return RunSpec(
+    spec = RunSpec(
         models=models, dataset=dataset, clip=clip, backbone=backbone, train=train, cost=cost,
         measure=measure_spec, measurements=measurements, seeds=tuple(opts.seeds), device=resolved_device,
         threads=opts.threads, profile=prof.name,
     )
+    check_run_spec(spec)
+    return spec
 
 
 # ------------------------------------------------------------------------------------------ ablation
@@ -231,6 +235,7 @@ def ablation_points(base: RunSpec, vary: list[tuple[str, list[str]]]) -> list[Ru
             spec = KNOBS[knob][0](spec, v)
             point.append((knob, _typed(v)))
         points.append(replace(spec, point=tuple(point)))
+        check_run_spec(points[-1])
     return points
 
 

@@ -12,9 +12,10 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
 import subprocess
+import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -187,9 +188,67 @@ class RunNotFoundError(FileNotFoundError):
     """A run id or directory that does not exist."""
 
 
+class CorruptRunError(ValueError):
+    """A run.json or records.jsonl that cannot be read as this suite's (the message names the file)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing this run (the message names its PID)."""
+
+
+class StoreWriteError(OSError):
+    """A write to the store failed (disk full, read-only, ...); nothing partial was left behind."""
+
+    def __init__(self, errno: int | None, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class RecordsWarning(UserWarning):
+    """Unreadable lines or duplicate keys found (and resolved) while reading records."""
+
+
+RUN_LOCK = "run.lock"
+TORN_SIDECAR = "records.jsonl.torn"
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def short_path(p: str | Path, limit: int = 160) -> str:
+    """``p`` as text, with the middle elided when it is longer than ``limit`` characters."""
+    s = str(p)
+    return s if len(s) <= limit else f"{s[: limit // 2]}...{s[-(limit // 2 - 3):]}"
+
+
+@dataclass
+class ReadReport:
+    """What reading a records.jsonl found besides records: unreadable lines and duplicate keys."""
+
+    path: Path
+    bad_lines: list[int]          # 1-based line numbers that are not a JSON object
+    duplicates: dict[str, int]    # key -> extra final records dropped (two writers wrote the same key)
+
+    def messages(self) -> list[str]:
+        """One line per problem, for a warning or the CLI."""
+        out = []
+        if self.bad_lines:
+            shown = ", ".join(map(str, self.bad_lines[:10])) + (" ..." if len(self.bad_lines) > 10 else "")
+            out.append(f"{short_path(self.path)}: {len(self.bad_lines)} unreadable line(s) skipped (line {shown})")
+        if self.duplicates:
+            extra = sum(self.duplicates.values())
+            out.append(f"{short_path(self.path)}: {len(self.duplicates)} key(s) recorded more than once; kept the first "
+                       f"record of each, dropped {extra} duplicate(s) (e.g. {next(iter(self.duplicates))})")
+        return out
+
+
 @dataclass
 class RunStore:
-    """Append-only store of one run: ``<root>/<run_id>/{run.json, records.jsonl}``."""
+    """Append-only store of one run: ``<root>/<run_id>/{run.json, records.jsonl}``.
+
+    One writer per run: ``lock()`` takes an advisory lock (``run.lock``, holding the writer's PID) for the life
+    of a run or resume and cuts a torn last line into ``records.jsonl.torn`` before anything is appended."""
 
     root: Path
     run_id: str
@@ -209,8 +268,12 @@ class RunStore:
     @classmethod
     def create(cls, root: str | Path, run_id: str | None = None) -> "RunStore":
         store = cls(Path(root), run_id or new_run_id())
-        store.path.mkdir(parents=True, exist_ok=False)
-        store.records_path.touch()
+        try:
+            store.path.mkdir(parents=True, exist_ok=False)
+            store.records_path.touch()
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"cannot create the run directory {short_path(store.path)}: "
+                                             f"{_os_reason(exc)}") from None
         return store
 
     @classmethod
@@ -218,45 +281,188 @@ class RunStore:
         path = resolve_run(run_id, root)
         return cls(path.parent, path.name)
 
+    # ------------------------------------------------------------------------------ one writer per run
+    def lock(self) -> "RunLock":
+        """Take the run's writer lock (released when the process ends, however it ends) and repair a torn
+        last line; raises ``RunLockedError`` naming the holder's PID when another process writes the run."""
+        lock = RunLock(self.path / RUN_LOCK)
+        lock.acquire(self.run_id)
+        try:
+            lock.repaired = self.repair_torn_tail()
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def repair_torn_tail(self) -> str | None:
+        """A last line without its newline (killed or disk full mid-write): completed when it is a whole record,
+        else cut off into ``records.jsonl.torn``; returns what was done (None: nothing to do)."""
+        try:
+            with open(self.records_path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    return None
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return None
+                chunk = min(size, 1 << 20)
+                while True:  # find the last newline
+                    f.seek(size - chunk)
+                    buf = f.read(chunk)
+                    nl = buf.rfind(b"\n")
+                    if nl >= 0 or chunk == size:
+                        break
+                    chunk = min(size, chunk * 2)
+                start = size - chunk + nl + 1 if nl >= 0 else 0
+                f.seek(start)
+                tail = f.read()
+                if _parse_line(tail) is not None:
+                    f.seek(size)
+                    f.write(b"\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                    return f"{short_path(self.records_path)}: completed a last line that lacked its newline"
+                with open(self.path / TORN_SIDECAR, "ab") as side:
+                    side.write(tail + b"\n")
+                    side.flush()
+                    os.fsync(side.fileno())
+                f.truncate(start)
+                f.flush()
+                os.fsync(f.fileno())
+        except IsADirectoryError:
+            raise CorruptRunError(f"{short_path(self.records_path)} is a directory, not a records file") from None
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"cannot repair {short_path(self.records_path)}: {_os_reason(exc)}") from None
+        return (f"{short_path(self.records_path)}: cut off a torn last line ({len(tail)} bytes, killed mid-write) "
+                f"into {TORN_SIDECAR}")
+
+    # -------------------------------------------------------------------------------------- run.json
     def write_meta(self, meta: dict[str, Any]) -> None:
-        """Atomically (re)write run.json."""
-        tmp = self.meta_path.with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.meta_path)
+        """Atomically (re)write run.json through a temp file unique to this process."""
+        tmp = self.path / f".run.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(meta, f, indent=2, sort_keys=True, default=str)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.meta_path)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise StoreWriteError(exc.errno, f"cannot write {short_path(self.meta_path)}: {_os_reason(exc)}") from None
 
     def read_meta(self) -> dict[str, Any]:
+        """run.json as a dict ({} when absent); ``CorruptRunError`` naming the file when it is not one."""
         if not self.meta_path.exists():
             return {}
-        with open(self.meta_path) as f:
-            return json.load(f)
+        try:
+            with open(self.meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            why = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
+            raise CorruptRunError(f"{short_path(self.meta_path)} is not a valid run.json: {why}") from None
+        if not isinstance(meta, dict):
+            raise CorruptRunError(f"{short_path(self.meta_path)} is not a valid run.json: "
+                                  f"expected a JSON object, got {type(meta).__name__}")
+        return meta
 
     def update_meta(self, **changes: Any) -> None:
         meta = self.read_meta()
         meta.update(changes)
         self.write_meta(meta)
 
+    # --------------------------------------------------------------------------------------- records
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Append one record durably (flush + fsync) and return it."""
+        """Append one record durably (one write, then fsync) and return it. A failed write is truncated back,
+        so no torn line is left, and raises ``StoreWriteError``."""
         record = {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, "record_id": uuid.uuid4().hex[:12],
                   "created_at": now_iso(), **record}
         if record.get("status") not in STATUSES:
             raise ValueError(f"record status must be one of {STATUSES}, got {record.get('status')!r}")
-        line = json.dumps(record, default=_json_default, allow_nan=True)
-        with open(self.records_path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        data = (json.dumps(record, default=_json_default, allow_nan=True) + "\n").encode()
+        try:
+            fd = os.open(self.records_path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"cannot write {short_path(self.records_path)}: {_os_reason(exc)}") from None
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, start)  # the whole line or nothing
+                except OSError:
+                    pass
+                raise StoreWriteError(exc.errno, f"cannot write a record to {short_path(self.records_path)}: "
+                                                 f"{_os_reason(exc)}") from None
+        finally:
+            os.close(fd)
         return record
 
+    def read(self) -> tuple[list[dict[str, Any]], ReadReport]:
+        """Records (duplicate keys resolved) and what reading them found."""
+        return read_records(self.records_path)
+
     def records(self) -> list[dict[str, Any]]:
-        return list(iter_records(self.records_path))
+        return self.read()[0]
 
     def done_keys(self) -> set[str]:
         """Keys already measured (any status but ``error``, which a resume retries)."""
         return {r["key"] for r in self.records() if r.get("key") and r.get("status") != "error"}
+
+
+class RunLock:
+    """An advisory ``flock`` on a file holding the writer's PID; the kernel drops it when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fd = Path(path), None
+        self.repaired: str | None = None  # what RunStore.lock did to a torn last line, if anything
+
+    def acquire(self, run_id: str) -> None:
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"cannot lock run {short_path(run_id, 80)} for writing "
+                                             f"({short_path(self.path)}): {_os_reason(exc)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = ""
+            for _ in range(20):  # the holder writes its PID just after locking
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.05)
+            os.close(fd)
+            raise RunLockedError(f"run {short_path(run_id, 80)} is being written by process {holder or '(unknown)'} "
+                                 f"(lock {short_path(self.path)}); wait for it to finish or stop it, then resume") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # disk full: the lock holds all the same, only the PID is not shown
+            pass
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def _json_default(x: Any) -> Any:
@@ -272,57 +478,137 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
+def _parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One records.jsonl line as a record, or None when it is not a JSON object (junk, torn, a list...)."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _scan(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if raw.strip():
+                    yield n, _parse_line(raw.strip())
+    except IsADirectoryError:
+        raise CorruptRunError(f"{short_path(path)} is a directory, not a records file") from None
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CorruptRunError(f"cannot read {short_path(path)}: {_os_reason(exc)}") from None
+
+
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Records of a records.jsonl; a torn last line (killed mid-write) is skipped, never fatal."""
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+    """Every readable record of a records.jsonl, as written (a torn or junk line is skipped, never fatal;
+    ``read_records`` also says which lines and resolves duplicate keys)."""
+    for _, rec in _scan(path):
+        if rec is not None:
+            yield rec
 
 
-_RUN_RE = re.compile(r"^[\w.\-]+$")
+def read_records(path: str | Path) -> tuple[list[dict[str, Any]], ReadReport]:
+    """``(records, report)``: unreadable lines skipped and listed; one record per key.
+
+    A key with a final record (any status but ``error``) keeps the first one written (the one a resume's
+    done-set honoured); errors of that key are superseded (a resume retried them). A key with only error
+    records keeps the last. Two final records for a key (two writers) count as a duplicate in the report."""
+    bad: list[int] = []
+    recs: list[dict[str, Any]] = []
+    for n, rec in _scan(path):
+        if rec is None:
+            bad.append(n)
+        else:
+            recs.append(rec)
+    final: dict[str, int] = {}
+    last_error: dict[str, int] = {}
+    dups: dict[str, int] = {}
+    for i, r in enumerate(recs):
+        key = r.get("key")
+        if not isinstance(key, str):
+            continue
+        if r.get("status") == "error":
+            last_error[key] = i
+        elif key in final:
+            dups[key] = dups.get(key, 0) + 1
+        else:
+            final[key] = i
+    keep = [i for i, r in enumerate(recs)
+            if not isinstance(r.get("key"), str)
+            or final.get(r["key"]) == i or (r["key"] not in final and last_error.get(r["key"]) == i)]
+    return [recs[i] for i in keep], ReadReport(Path(path), bad, dups)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A run of this suite: a records.jsonl file and a run.json object with its ``run_id`` and ``points``."""
+    path = Path(path)
+    try:
+        if not (path / "records.jsonl").is_file():
+            return False
+        meta = RunStore(path.parent, path.name).read_meta()
+    except (CorruptRunError, OSError):
+        return False
+    return isinstance(meta.get("run_id"), str) and isinstance(meta.get("points"), list) \
+        and meta.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION
 
 
 def list_runs(root: str | Path = "results") -> list[Path]:
-    """Run directories under ``root`` (those holding a records.jsonl), oldest first."""
+    """Run directories of this suite under ``root`` (see ``is_run_dir``), oldest first."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        if not root.is_dir():
+            return []
+        runs = [p for p in root.iterdir() if is_run_dir(p)]
+    except OSError:
         return []
-    runs = [p for p in root.iterdir() if (p / "records.jsonl").exists()]
-    return sorted(runs, key=lambda p: ((p / "run.json").stat().st_mtime if (p / "run.json").exists() else 0, p.name))
+    return sorted(runs, key=lambda p: ((p / "run.json").stat().st_mtime, p.name))
 
 
 def resolve_run(run: str | Path, root: str | Path = "results") -> Path:
-    """A run directory from an id (``run-...``), a path, or ``latest``; raises ``RunNotFoundError``."""
+    """A run directory from an id (``run-...``), a path, or ``latest``; raises ``RunNotFoundError``.
+
+    ``latest`` is the newest folder holding a valid run.json of this suite (a foreign folder is never picked)."""
     run_s = str(run)
+    if not run_s.strip():
+        raise RunNotFoundError("an empty run id was given; pass a run id, a run directory or 'latest'")
     if run_s == "latest":
         runs = list_runs(root)
         if not runs:
-            raise RunNotFoundError(f"no runs under {root}/ yet; start one with `bench run --models all`")
+            raise RunNotFoundError(f"no runs under {short_path(root)}/ yet; start one with `bench run --models all`")
         return runs[-1]
     for cand in (Path(run_s), Path(root) / run_s):
-        if (cand / "records.jsonl").exists():
-            return cand
+        try:
+            if (cand / "records.jsonl").exists():
+                return cand
+        except OSError:  # e.g. a name longer than the file system allows
+            continue
     known = ", ".join(p.name for p in list_runs(root)[-5:]) or "none"
-    raise RunNotFoundError(f"run {run_s!r} not found under {root}/ (recent: {known})")
+    raise RunNotFoundError(f"run {short_path(run_s, 100)!r} not found under {short_path(root)}/ (recent: {known})")
 
 
 def load_results(runs: str | Path | Iterable[str | Path] = "latest", root: str | Path = "results"):
-    """A tidy ``pandas.DataFrame``: one row per record of the given runs (ids, paths or ``latest``)."""
+    """A tidy ``pandas.DataFrame``: one row per record of the given runs (ids, paths or ``latest``).
+
+    Unreadable lines and duplicate keys are reported as ``RecordsWarning`` (and one record per key kept);
+    ``df.attrs["read_problems"]`` holds the same lines."""
     import pandas as pd
 
     if isinstance(runs, (str, Path)):
         runs = [runs]
     rows: list[dict[str, Any]] = []
+    problems: list[str] = []
     for run in runs:
         path = resolve_run(run, root)
-        rows.extend(iter_records(path / "records.jsonl"))
+        recs, report = read_records(path / "records.jsonl")
+        rows.extend(recs)
+        problems += report.messages()
+    for msg in problems:
+        warnings.warn(msg, RecordsWarning, stacklevel=2)
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=list(COLUMNS))
+        df = pd.DataFrame(columns=list(COLUMNS))
+    df.attrs["read_problems"] = problems
     return df

@@ -26,8 +26,9 @@ from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
 from .config import RunSpec
-from .measure import count_flops, count_params, is_oom, measure_latency, measure_matmul_peak, measure_memory
-from .results import PROVENANCE_KEYS, RunStore, environment, now_iso
+from .measure import count_flops, count_params, is_oom, measure_matmul_peak, measure_memory
+from .measure.rounds import LatencyJob, measure_rounds, worst_quality
+from .results import PROVENANCE_KEYS, SCHEMA_VERSION, RunStore, StoreWriteError, environment, now_iso
 
 Progress = Callable[[str, dict], None]
 
@@ -79,6 +80,7 @@ class Runner:
             self.done = ddp.broadcast(self.done)  # every rank skips the same keys, or collectives would hang
         self.summary = RunSummary(run_id=store.run_id, path=str(store.path), wall_time_s=0.0)
         self._env: dict[str, Any] | None = None
+        self._latency_pending: list[dict[str, Any]] = []  # latency jobs of this (point, seed), run interleaved
         self._peak: float | None = None
         self._flops: dict[tuple, float] = {
             (r.get("point_id"), r.get("model"), r.get("scale")): r["gmacs"]
@@ -180,6 +182,7 @@ class Runner:
                                 None, spec.cost.latency_batches)
                 if accuracy:
                     self.emit("model_end", {"model": name, "seed": seed})
+            self._latency_rounds(spec, device)  # every model's latency, in interleaved rounds
 
     def _record(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         rec = self.store.append({"key": key, **record}) if self.writes else {"key": key, **record}
@@ -203,7 +206,7 @@ class Runner:
             values = fn()
             status = values.pop("status", "ok")
             return self._record(key, {**base, "status": status, "error": values.pop("error", None), **values})
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StoreWriteError):  # a store that cannot be written ends the run (resumable)
             raise
         except BaseException as exc:  # noqa: BLE001 - one broken model never kills a sweep
             status = "oom" if is_oom(exc) else "error"
@@ -285,26 +288,53 @@ class Runner:
         measure = {
             "params": lambda b: count_params(get_model()).as_dict(),
             "flops": lambda b: count_flops(get_model(), clip.dummy(1, device=device)).as_dict(),
-            "latency": lambda b: self._latency(spec, get_model(), clip, b, device, meta, scale),
             "memory": lambda b: self._memory(spec, get_model(), clip, b, device),
         }
         for m, b in planned:
+            if m == "latency":  # deferred: measured with the other models' latencies, round by round
+                if keys[(m, b)] in self.done:
+                    self.summary.skipped += 1
+                    self.emit("skip", {"key": keys[(m, b)]})
+                else:
+                    self._latency_pending.append(dict(key=keys[(m, b)], base={**base, "measurement": m, "batch_size": b},
+                                                      get_model=get_model, clip=clip, batch=b, meta=meta, scale=scale))
+                continue
             self._attempt(keys[(m, b)], {**base, "measurement": m, "batch_size": b}, lambda m=m, b=b: measure[m](b))
 
-    def _latency(self, spec, model, clip, batch, device, meta, scale) -> dict[str, Any]:
+    def _latency_rounds(self, spec, device) -> None:
+        """Measure the pending latencies in interleaved rounds (``bench.measure.rounds``), then record each."""
+        pending, self._latency_pending = self._latency_pending, []
+        if not pending:
+            return
         m = spec.measure
-        x = clip.dummy(batch, device=device)
-        modes = {"amp": m.amp, "channels_last": m.channels_last, "compile": m.compile}
-        lat = measure_latency(model, x, device=device, warmup_s=m.warmup_s, min_samples=m.min_samples,
-                              max_time_s=m.max_time_s, **modes)
-        out = lat.as_dict()
+        kw = dict(device=device, warmup_s=m.warmup_s, min_samples=m.min_samples, max_time_s=m.max_time_s,
+                  amp=m.amp, channels_last=m.channels_last, compile=m.compile)
+        jobs = []
+        for i, p in enumerate(pending):
+            x = p["clip"].dummy(p["batch"], device=device)
+            jobs.append(LatencyJob(str(i), p["get_model"], x, kw))
+            if p["meta"].get("needs_flow"):  # the flow stage alone, in the same rounds as its model
+                jobs.append(LatencyJob(f"{i}:flow", lambda g=p["get_model"]: getattr(g(), "flow", None), x, kw))
+        names = {str(i): p["meta"]["model"] for i, p in enumerate(pending)}
+        results = {r.name: r for r in measure_rounds(jobs, progress=lambda ev, info: self.emit(
+            f"latency_{ev}", {**info, "model": names.get(info["job"].split(":")[0], info["job"])}))}
+        for i, p in enumerate(pending):
+            self._attempt(p["key"], p["base"], lambda i=i, p=p: self._latency(
+                results[str(i)], results.get(f"{i}:flow"), p["batch"], device, p["meta"], p["scale"]))
+
+    def _latency(self, res, flow_res, batch, device, meta, scale) -> dict[str, Any]:
+        if res.error is not None:
+            raise res.error
+        out = res.as_dict()
         p50 = out.get("latency_ms_p50")
-        flow = getattr(model, "flow", None)
-        if meta.get("needs_flow") and flow is not None:
-            fl = measure_latency(flow, x, device=device, warmup_s=m.warmup_s, min_samples=m.min_samples,
-                                 max_time_s=m.max_time_s, **modes)
-            out["flow_latency_ms_p50"] = fl.latency_ms_p50
-            out["flow_share"] = fl.latency_ms_p50 / p50 if p50 else None
+        if flow_res is not None and flow_res.latency is not None:
+            out["flow_latency_ms_p50"] = flow_res.latency.latency_ms_p50
+            out["flow_share"] = flow_res.latency.latency_ms_p50 / p50 if p50 else None
+            out["flow_timing_quality"] = flow_res.timing_quality
+            out["timing_quality"], out["timing_reason"] = worst_quality(
+                (res.timing_quality, res.timing_reason), (flow_res.timing_quality, flow_res.timing_reason, "flow stage"))
+        elif flow_res is not None and flow_res.error is not None:
+            raise flow_res.error
         gmacs = self._flops.get((meta["point_id"], meta["model"], scale))
         peak = self._matmul_peak(device)
         out["matmul_peak_gflops_s"] = peak
@@ -341,6 +371,7 @@ def start_run(store: RunStore, points: list[RunSpec], *, command: str, device: s
     """Write run.json for a new run (spec of every point, environment, command)."""
     store.write_meta({
         "run_id": store.run_id,
+        "schema_version": SCHEMA_VERSION,
         "command": command,
         "status": "running",
         "started_at": now_iso(),

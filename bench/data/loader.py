@@ -73,7 +73,10 @@ class BatchView(Dataset):
         self.ds, self.dtype, self.with_video = ds, dtype, video_index
 
     def __getitem__(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
-        clips, labels = self.ds.batch_uint8(keys)
+        if hasattr(self.ds, "batch_kept"):  # real video: a clip that fails to decode is left out, and named
+            clips, labels, keys = self.ds.batch_kept(keys)
+        else:
+            clips, labels = self.ds.batch_uint8(keys)
         clips = clips if self.dtype == torch.uint8 else clips.float().div_(255)
         if self.with_video:
             return clips, labels, torch.tensor([self.ds.video_index[i] for i, _ in keys], dtype=torch.int64)

@@ -41,6 +41,10 @@ class NoUsableVideos(ValueError):
     """Nothing readable is left in a split; the message names the skipped videos."""
 
 
+class DecodeError(RuntimeError):
+    """A listed video that probed fine failed while its frames were decoded (cut or corrupt mid-stream)."""
+
+
 def _hash_split(rel: str) -> str:
     # Layouts without split files: a stable 80/20 split by path, the same on every machine.
     return "train" if zlib.crc32(rel.encode()) % 5 else "val"
@@ -70,9 +74,12 @@ def list_folder(root: Path, split: str) -> tuple[list[VideoEntry], list[str], li
     entries = []
     for label, name in enumerate(classes):
         folder = base / name
-        files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")) if folder.is_dir() else []
+        listed = sorted(f for f in folder.iterdir() if not f.name.startswith(".")) if folder.is_dir() else []
+        files = [f for f in listed if f.is_file()]
         videos = [f for f in files if f.suffix.lower() in VIDEO_EXTENSIONS]
         skipped += [(str(f), f"unknown extension {f.suffix or '(none)'}") for f in files if f not in videos]
+        skipped += [(str(f), "broken symlink" if f.is_symlink() and not f.exists() else "not a regular file")
+                    for f in listed if f.suffix.lower() in VIDEO_EXTENSIONS and not f.is_file()]
         if not videos and folder.is_dir():
             skipped.append((str(folder), "empty class folder (no video files)"))
         for f in videos:
@@ -83,10 +90,13 @@ def list_folder(root: Path, split: str) -> tuple[list[VideoEntry], list[str], li
 
 def list_csv(path: Path, split: str) -> tuple[list[VideoEntry], list[str], list[tuple[str, str]]]:
     """A manifest with a header ``path,label[,split]``; paths relative to the CSV's folder."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = list(csv.DictReader(_read_text(path).splitlines()))
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise ValueError(f"{path}: expected a CSV header with columns path,label[,split]")
+    empty = [n for n, r in enumerate(rows, 2) if not (r.get("label") or "").strip() or not (r.get("path") or "").strip()]
+    if empty:
+        raise ValueError(f"{path}: line {empty[0]} has an empty path or label"
+                         + (f" ({len(empty)} such lines)" if len(empty) > 1 else ""))
     classes = _natural({r["label"].strip() for r in rows})
     index = {c: i for i, c in enumerate(classes)}
     has_split = "split" in rows[0] and any((r.get("split") or "").strip() for r in rows)
@@ -104,6 +114,14 @@ def list_csv(path: Path, split: str) -> tuple[list[VideoEntry], list[str], list[
     return entries, classes, skipped
 
 
+def _read_text(path: Path) -> str:
+    """A split/class/manifest file as text; a file that is not UTF-8 text is named in the error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     return next((root / n for n in names if (root / n).is_dir()), root)
 
@@ -119,10 +137,13 @@ def list_ucf101(root: Path, split: str, split_id: int) -> tuple[list[VideoEntry]
         if not f.is_file():
             raise FileNotFoundError(f"UCF-101 layout: {f} not found (expected ucfTrainTestlist/ with classInd.txt, "
                                     f"trainlist0N.txt and testlist0N.txt under {root})")
-    classes = [line.split()[1] for line in class_ind.read_text().splitlines() if line.strip()]
+    try:
+        classes = [line.split()[1] for line in _read_text(class_ind).splitlines() if line.strip()]
+    except IndexError:
+        raise ValueError(f"{class_ind}: expected lines 'INDEX CLASS'") from None
     index = {c.lower(): i for i, c in enumerate(classes)}
     entries, skipped = [], []
-    for line in split_file.read_text().splitlines():
+    for line in _read_text(split_file).splitlines():
         if not line.strip():
             continue
         rel = line.split()[0].replace("\\", "/")
@@ -150,7 +171,7 @@ def list_hmdb51(root: Path, split: str, split_id: int) -> tuple[list[VideoEntry]
     wanted = "1" if split == "train" else "2"
     entries, skipped = [], []
     for label, (name, sf) in enumerate(pairs):
-        for line in sf.read_text().splitlines():
+        for line in _read_text(sf).splitlines():
             parts = line.split()
             if len(parts) != 2 or parts[1] != wanted:
                 continue
@@ -230,6 +251,7 @@ class VideoClips(torch.utils.data.Dataset):
             self.videos.append(e)
             self.num_frames.append(info.num_frames)
         self.skipped = skipped
+        self.failed: set[int] = set()  # videos that failed mid-decode: skipped from then on
         total = len(entries) + sum(1 for p, r in skipped if "unknown extension" in r or "missing" in r)
         if skipped:
             shown = "; ".join(f"{p} ({r})" for p, r in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
@@ -257,16 +279,37 @@ class VideoClips(torch.utils.data.Dataset):
         try:
             frames = decode(self.videos[v].path, idx, self.decoder)
         except Exception as exc:
-            raise RuntimeError(f"decoding {self.videos[v].path} with {self.decoder} failed: {exc}") from exc
+            raise DecodeError(f"decoding {self.videos[v].path} with {self.decoder} failed: {exc}") from exc
         out = resize_crop(frames, self.clip, self.spec.resize_ratio, rng, self.spec.hflip)
         if self.spec.time_reverse and rng is not None and rng.random() < 0.5:
             out = out.flip(0)
         return out
 
     def batch_uint8(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(clips uint8 [B, T, C, H, W], labels int64 [B])`` for ``(index, epoch)`` keys."""
-        return (torch.stack([self.clip_uint8(i, e) for i, e in keys]),
-                torch.tensor([self.label(i) for i, _ in keys], dtype=torch.int64))
+        """``(clips uint8 [B, T, C, H, W], labels int64 [B])`` for ``(index, epoch)`` keys (see ``batch_kept``)."""
+        return self.batch_kept(keys)[:2]
+
+    def batch_kept(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """``(clips, labels, kept keys)``: a video that fails mid-decode is skipped and named (in ``skipped``,
+        and a warning) like the other bad files, and its clips are left out of this and every later batch."""
+        clips, kept = [], []
+        for i, e in keys:
+            v = i // self.clips_per_video
+            if v in self.failed:
+                continue
+            try:
+                clips.append(self.clip_uint8(i, e))
+                kept.append((i, e))
+            except DecodeError as exc:
+                self.failed.add(v)
+                why = str(exc.__cause__ or exc).splitlines()[0] if str(exc.__cause__ or exc) else type(exc).__name__
+                self.skipped.append((self.videos[v].path, f"failed mid-decode ({why})"[:200]))
+                warnings.warn(f"{self.spec.name} {self.split}: skipped {self.videos[v].path}: failed mid-decode "
+                              f"({why})", stacklevel=2)
+        if not clips:
+            raise NoUsableVideos(f"{self.spec.name} {self.split}: every clip of a batch failed to decode "
+                                 f"(last: {self.skipped[-1][0]})")
+        return (torch.stack(clips), torch.tensor([self.label(i) for i, _ in kept], dtype=torch.int64), kept)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.clip_uint8(index).float().div_(255), self.label(index)

@@ -55,8 +55,11 @@ def build_report(
     out_root: str | Path = "reports",
     formats: Sequence[str] = FORMATS,
     dpi: int = 150,
+    include_flagged: bool = False,
 ) -> ReportResult:
     """Write ``report.md`` / ``report.html`` / ``tables/*.csv`` / ``figures/*.png`` for one or more runs.
+    Latencies flagged noisy/contended are marked everywhere and kept off the Pareto front unless
+    ``include_flagged``.
 
     Raises ``RunNotFoundError`` for an unknown run and ``ValueError`` for no runs, an unknown format or a run
     without records.
@@ -110,11 +113,18 @@ def build_report(
         status = meta.get("status")
         if status and status != "complete":
             blocks.append(Block("warn", f"run `{rid}` is **{status}**: its results are partial"
-                                        + (f"; resume it with `bench run --resume {rid}`." if status == "interrupted" else ".")))
+                                        + (f"; resume it with `bench run --resume {rid} --out {results_root}`."
+                                           if status in ("interrupted", "failed") else ".")))
+    for msg in raw.attrs.get("read_problems", []):  # unreadable lines, duplicate keys (resolved to one record)
+        blocks.append(Block("warn", msg))
 
     # ---- summary
     blocks.append(Block("h2", "Summary"))
-    blocks.append(Block("list", items=_findings(main, failures, scales) + _latency_quality(df)))
+    blocks.append(Block("list", items=_findings(main, failures, scales) + _latency_quality(df)
+                        + _timing_flags(df, include_flagged)))
+    flagged = T.flagged_latency(df)
+    if not flagged.empty:
+        save_table("flagged_latency", flagged)
 
     # ---- main table
     blocks.append(Block("h2", "Main table"))
@@ -127,21 +137,26 @@ def build_report(
         "Accuracy is measured on the training clip; costs at each scale are medians over seeds.",
         "Column groups: " + "; ".join(legend) + "." if legend else "",
         ci_note, "Ceiling: Bayes-optimal top-1 of the model's family on this dataset (an upper bound implied by "
-        "the family's invariance). Latency is per batch; OOM/ERROR mark a failed measurement. Raw numbers: "
+        "the family's invariance). Latency is per batch; OOM/ERROR mark a failed measurement; (noisy) / "
+        "(contended) mark a latency whose interleaved rounds disagreed or ran while other processes wanted the "
+        "cores (see the summary and `tables/flagged_latency.csv`). Raw numbers: "
         "`tables/main.csv`."])))
 
     # ---- accuracy vs cost
     prefix = "deploy" if "deploy" in scales else "train" if "train" in scales else None
     if prefix:
-        path = F.pareto_figure(main, fig_dir / "pareto.png", prefix=prefix, clip_label=scales[prefix], dpi=dpi)
+        path = F.pareto_figure(main, fig_dir / "pareto.png", prefix=prefix, clip_label=scales[prefix], dpi=dpi,
+                               include_flagged=include_flagged)
         if path:
             figs["pareto"] = path
             blocks.append(Block("h2", "Accuracy vs cost"))
             blocks.append(Block("figure", path=path, text=(
                 f"Top-1 accuracy (training clip, mean ± 95% CI over seeds) against GMACs and batch-"
                 f"{_batch(main, prefix, 'latency_ms_p50')} latency p50 at the {scales[prefix]}. Dashed step: "
-                "Pareto front (no model is both cheaper and more accurate); dotted lines: each family's Bayes ceiling.")))
-            front = _front_lists(main, prefix)
+                "Pareto front (no model is both cheaper and more accurate); dotted lines: each family's Bayes ceiling."
+                + ("" if include_flagged else " Hollow markers: latency flagged noisy/contended, left off the latency "
+                   "front (`bench report --include-flagged` puts them back)."))))
+            front = _front_lists(main, prefix, include_flagged)
             if front:
                 blocks.append(Block("list", items=front))
 
@@ -198,7 +213,8 @@ def build_report(
             blocks.append(Block("figure", path=path, text=(
                 "Median latency of models that compute optical flow in their forward pass, split into the flow "
                 "stage (timed alone) and the rest of the network; the label gives the total and the flow share. "
-                "The two are separate measurements, so on a noisy machine the share can exceed 100 %.")))
+                "The two are timed in the same interleaved rounds but separately, so on a noisy machine the share can "
+                "exceed 100 %; (noisy) / (contended) mark a flagged timing.")))
 
     # ---- ablations
     knobs = T.varied_knobs(df)
@@ -217,7 +233,8 @@ def build_report(
             blocks.append(Block("h3", f"{knob} ∈ {{{', '.join(str(v) for v in values)}}}"))
             blocks.append(Block("figure", path=path, text=(
                 f"Each metric against {knob}, one line per model (colour = family). Accuracy: mean ± 95% t-CI "
-                f"over seeds; latency and memory at the smallest batch measured. Data: `tables/ablation_{knob}.csv`.")))
+                f"over seeds; latency and memory at the smallest batch measured; a red ring marks a latency flagged "
+                f"noisy/contended. Data: `tables/ablation_{knob}.csv`.")))
 
     # ---- failures
     blocks.append(Block("h2", "Failed measurements"))
@@ -270,13 +287,16 @@ def _name(r: pd.Series) -> str:
     return r["model"] + (f" ({r['point']})" if "point" in r and isinstance(r.get("point"), str) else "")
 
 
-def _front_lists(main: pd.DataFrame, prefix: str) -> list[str]:
+def _front_lists(main: pd.DataFrame, prefix: str, include_flagged: bool = False) -> list[str]:
     items = []
     for suffix, what in (("gmacs", "GMACs"), ("latency_ms_p50", "latency")):
         col = f"{prefix}_{suffix}"
         if col not in main:
             continue
-        mask = T.pareto_front(main[col], main["acc_top1_mean"])
+        cost = main[col]
+        if suffix.startswith("latency") and not include_flagged and f"{prefix}_timing_quality" in main:
+            cost = cost.where(~main[f"{prefix}_timing_quality"].map(T.is_flagged).astype(bool))  # flagged: off the front
+        mask = T.pareto_front(cost, main["acc_top1_mean"])
         front = main[mask].sort_values(col)
         if not front.empty:
             parts = [f"{_name(r)} ({fmt_pct(r['acc_top1_mean'])} %, {fmt_num(r[col])} "
@@ -341,6 +361,20 @@ def _latency_quality(df: pd.DataFrame) -> list[str]:
     return [f"Latency spread: {len(flagged)} of {len(lat)} latency measurements have IQR / median > 0.1 (a noisy "
             f"machine or bimodal timings) — compare their medians with care and re-run on an idle machine "
             f"({', '.join(list(dict.fromkeys(flagged['model']))[:6])}{', ...' if flagged['model'].nunique() > 6 else ''})."]
+
+
+def _timing_flags(df: pd.DataFrame, include_flagged: bool) -> list[str]:
+    """A bullet naming every latency flagged noisy/contended by the interleaved rounds, with the first reason."""
+    flagged = T.flagged_latency(df)
+    if flagged.empty:
+        return []
+    parts = []
+    for (model, scale, batch), g in flagged.groupby(["model", "scale", "batch"], sort=False):
+        r = g.iloc[0]
+        parts.append(f"{model} ({scale}, batch {int(batch) if pd.notna(batch) else '?'}): {r['timing_quality']} — "
+                     f"{r['timing_reason'] or 'no reason recorded'}")
+    return [f"Latency flagged ({len(flagged)} record{'s' if len(flagged) > 1 else ''}; marked in every table and "
+            f"figure{'' if include_flagged else ', left off the Pareto front'}): " + "; ".join(parts) + "."]
 
 
 _ENV_KEYS = (

@@ -58,6 +58,7 @@ class CompareResult:
     baseline: str | None
     run_ids: list[str]
     notes: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)  # setups that differ between the two runs, said first
 
 
 def _statistic(kind: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -143,11 +144,45 @@ def _group_label(scale_labels: dict[str, str], scale: str, batch: Any, point: st
     return label
 
 
-def _summarise(g: pd.DataFrame, metric: str) -> tuple[float, np.ndarray, str, int]:
+def _summarise(g: pd.DataFrame, metric: str) -> tuple[float, np.ndarray, str, int, str]:
+    """``(value, raw samples, status, ok records, timing_quality)`` of one model's records in a group."""
     ok = g[g["status"] == "ok"]
     status = "ok" if not ok.empty else ", ".join(dict.fromkeys(g["status"]))
     value = float(ok[metric].median()) if not ok.empty and ok[metric].notna().any() else math.nan
-    return value, _samples(ok), status, len(ok)
+    quality = T.worst_timing(ok)[0] if METRICS[metric][0] == "latency" else ""
+    return value, _samples(ok), status, len(ok), quality
+
+
+# Setups that make two runs' latencies incomparable as a like-for-like change: (record column, what to call it).
+SETUP_KEYS = (
+    ("device", "device"), ("device_name", "device name"), ("latency_threads", "threads"), ("threads", "threads"),
+    ("torch_version", "torch version"), ("cuda_version", "CUDA version"), ("latency_amp", "AMP"),
+    ("latency_channels_last", "channels-last"), ("latency_compiled", "torch.compile"),
+    ("cudnn_benchmark", "cudnn.benchmark"), ("git_commit", "commit"), ("git_dirty", "uncommitted changes"),
+)
+
+
+def _setup_values(d: pd.DataFrame, col: str) -> list[str]:
+    if col not in d:
+        return []
+    vals = d[col] if col == "latency_amp" else d[col].dropna()  # amp None means "off", not "unknown"
+    return sorted({"off" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                   str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in vals})
+
+
+def setup_differences(a: pd.DataFrame, b: pd.DataFrame, id_a: str, id_b: str) -> list[str]:
+    """One line per setup the two runs' latency records differ in (threads, device, versions, AMP, ...)."""
+    la, lb = (d[d["measurement"] == "latency"] if "measurement" in d else d for d in (a, b))
+    out, seen = [], set()
+    for col, what in SETUP_KEYS:
+        if what in seen:
+            continue
+        va, vb = _setup_values(la, col), _setup_values(lb, col)
+        if va and vb:
+            seen.add(what)
+            if va != vb:
+                out.append(f"runs differ in {what}: {id_a} {', '.join(va)} vs {id_b} {', '.join(vb)}")
+    return out
 
 
 def compare_runs(
@@ -174,10 +209,14 @@ def compare_runs(
         frames["B"] = dfb
     meas, kind = METRICS[metric]
     notes: list[str] = []
+    differences = setup_differences(dfa, frames["B"], id_a, id_b) if id_b else []
     for name, d in frames.items():
+        rid = id_a if name == "A" else id_b
+        if meas == "latency" and not ((d["measurement"] == "latency") & (d["status"] == "ok")).any():
+            raise ValueError(f"run {rid!r} has no latency records; compare latency between runs that measured it "
+                             f"(bench run --measure latency), or pick another --metric")
         if metric not in d or d[metric].notna().sum() == 0:
             have = [m for m in METRICS if m in d and d[m].notna().any()]
-            rid = id_a if name == "A" else id_b
             raise ValueError(f"run {rid!r} has no {metric!r} values; metrics it has: {', '.join(have) or 'none'}")
 
     rows: list[dict[str, Any]] = []
@@ -193,16 +232,16 @@ def compare_runs(
             if gb.empty:
                 notes.append(f"no {baseline} record at {scale}/batch {batch}/{point}: group skipped")
                 continue
-            base_val, base_s, base_status, _ = _summarise(gb, metric)
+            base_val, base_s, base_status, _, base_q = _summarise(gb, metric)
             for model in T.model_order(g):
                 gm = g[g["model"] == model]
-                val, s, status, n = _summarise(gm, metric)
+                val, s, status, n, q = _summarise(gm, metric)
                 test = ratio_test(base_s, s, kind) if model != baseline else ratio_test(np.empty(0), s, None)
                 rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
                                  scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
                                  family=gm["family"].iloc[0], value=val, baseline_value=base_val,
                                  ratio=val / base_val if base_val else math.nan, n_samples=len(s),
-                                 n_baseline_samples=len(base_s), **test,
+                                 n_baseline_samples=len(base_s), **test, timing_quality=q, baseline_timing_quality=base_q,
                                  status=status if base_status == "ok" else f"baseline {base_status}"))
     else:
         da, db = _groups(dfa, metric), _groups(frames["B"], metric)
@@ -216,14 +255,14 @@ def compare_runs(
             if gb is None:
                 only_a.append(key[-1])
                 continue
-            va, sa, sta, _ = _summarise(ga, metric)
-            vb, sb, stb, _ = _summarise(gb, metric)
+            va, sa, sta, _, qa = _summarise(ga, metric)
+            vb, sb, stb, _, qb = _summarise(gb, metric)
             scale, batch, point, model = key
             rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
                              scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
                              family=ga["family"].iloc[0], value_a=va, value_b=vb,
                              ratio=vb / va if va else math.nan, n_samples_a=len(sa), n_samples_b=len(sb),
-                             **ratio_test(sa, sb, kind),
+                             **ratio_test(sa, sb, kind), timing_quality_a=qa, timing_quality_b=qb,
                              status="ok" if sta == stb == "ok" else f"A {sta}, B {stb}"))
         if only_a:
             notes.append(f"only in {id_a}: {', '.join(dict.fromkeys(only_a))}")
@@ -239,8 +278,15 @@ def compare_runs(
     group_key = [(scale_rank.get(s, 9), b if pd.notna(b) else -1.0, str(p))
                  for s, b, p in zip(table["scale"], table["batch"], table["point"])]
     table = table.iloc[sorted(range(len(table)), key=group_key.__getitem__)].reset_index(drop=True)
-    table["p_holm"] = holm(table["p_value"])
-    table["signif"] = [_stars(p) for p in table["p_holm"]]
+    # A flagged timing (noisy / contended) is never called a significant difference: its samples do not come
+    # from the machine the other side ran on. It keeps its raw p_value but leaves the Holm family.
+    qcols = [c for c in ("timing_quality", "baseline_timing_quality", "timing_quality_a", "timing_quality_b") if c in table]
+    table["flagged"] = [any(T.is_flagged(q) for q in qs) for qs in zip(*(table[c] for c in qcols))] if qcols else False
+    table["p_holm"] = holm(table["p_value"].where(~table["flagged"]))
+    table["signif"] = ["flagged" if f else _stars(p) for f, p in zip(table["flagged"], table["p_holm"])]
+    if table["flagged"].any():
+        notes.append(f"{int(table['flagged'].sum())} row(s) have a latency flagged noisy/contended on either side: "
+                     "shown, never called significant (signif = flagged)")
 
     default = f"compare-{id_a}" + (f"-vs-{id_b}" if id_b else "")
     out = Path(out_dir) if out_dir is not None else Path("reports") / default
@@ -258,16 +304,18 @@ def compare_runs(
     plot = table[table["model"] != baseline] if not id_b else table
     fig = F.compare_figure(plot if not plot.empty else table, out / f"{stem}.png", title=title, xlabel=xlabel, dpi=dpi)
     md = out / f"{stem}.md"
-    md.write_text(_markdown(table, title, unit, kind, notes, fig.name), encoding="utf-8")
+    md.write_text(_markdown(table, title, unit, kind, notes, fig.name, differences), encoding="utf-8")
     return CompareResult(table=table, figure=fig, csv=csv, markdown=md, out_dir=out, metric=metric,
-                         baseline=None if id_b else baseline, run_ids=[i for i in (id_a, id_b) if i], notes=notes)
+                         baseline=None if id_b else baseline, run_ids=[i for i in (id_a, id_b) if i], notes=notes,
+                         differences=differences)
 
 
-def _markdown(table: pd.DataFrame, title: str, unit: str, kind: str | None, notes: list[str], fig: str) -> str:
-    show = table.drop(columns=["u_stat", "scale", "batch", "point"], errors="ignore").copy()
+def _markdown(table: pd.DataFrame, title: str, unit: str, kind: str | None, notes: list[str], fig: str,
+              differences: list[str] = ()) -> str:
+    show = table.drop(columns=["u_stat", "scale", "batch", "point", "flagged"], errors="ignore").copy()
     for c in ("p_value", "p_holm"):
         show[c] = [f"{p:.2g}" if np.isfinite(p) else "—" for p in show[c]]
-    text = [f"# {title}", "", f"Values in {unit}. " + (
+    text = [f"# {title}", ""] + ([*[f"- **{d}**" for d in differences], ""] if differences else []) + [f"Values in {unit}. " + (
         "`p_value`: two-sided Mann–Whitney U on the raw latency samples (seeds pooled); `p_holm`: Holm-adjusted "
         "over the table; `prob_b_lower`: probability that a random sample of the compared side is lower than one "
         "of the reference; `ratio_ci_*`: percentile-bootstrap 95% CI of the ratio "

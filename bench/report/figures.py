@@ -22,7 +22,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from .labels import place_labels  # noqa: E402
-from .tables import FAMILY_ORDER, pareto_front  # noqa: E402
+from .tables import FAMILY_ORDER, is_flagged, pareto_front  # noqa: E402
 
 _CB = sns.color_palette("colorblind")
 FAMILY_COLORS = {
@@ -95,8 +95,10 @@ def _log_if_wide(ax, values: Iterable[float], axis: str = "x") -> None:
 
 
 # ------------------------------------------------------------------------------------------ figures
-def pareto_figure(main: pd.DataFrame, path: Path, *, prefix: str, clip_label: str, dpi: int = 150) -> Path | None:
-    """Accuracy vs GMACs and accuracy vs latency p50 (one panel each) with the Pareto front as a step line."""
+def pareto_figure(main: pd.DataFrame, path: Path, *, prefix: str, clip_label: str, dpi: int = 150,
+                  include_flagged: bool = False) -> Path | None:
+    """Accuracy vs GMACs and accuracy vs latency p50 (one panel each) with the Pareto front as a step line.
+    A latency flagged noisy/contended is drawn hollow and kept off the front unless ``include_flagged``."""
     cols = [(f"{prefix}_gmacs", "GMACs per clip"), (f"{prefix}_latency_ms_p50", "latency p50 (ms)")]
     cols = [(c, lab) for c, lab in cols if c in main and main[c].notna().any()]
     d = main[main["acc_top1_mean"].notna()]
@@ -110,11 +112,13 @@ def pareto_figure(main: pd.DataFrame, path: Path, *, prefix: str, clip_label: st
             dd = d[d[col].notna()]
             x, y = dd[col].to_numpy(float), 100 * dd["acc_top1_mean"].to_numpy(float)
             err = 100 * dd["acc_top1_ci95"].fillna(0).to_numpy(float)
-            for xi, yi, ei, model in zip(x, y, err, dd["model"]):
+            flagged = np.array([is_flagged(q) for q in dd.get(f"{prefix}_timing_quality", pd.Series("", index=dd.index))]
+                               if "latency" in col else np.zeros(len(dd), bool), bool)
+            for xi, yi, ei, model, fl in zip(x, y, err, dd["model"], flagged):
                 c, m = styles[model]
-                ax.errorbar(xi, yi, yerr=ei if ei > 0 else None, fmt=m, color=c, ms=7, mec="white", mew=0.6,
-                            elinewidth=1, capsize=2, zorder=3)
-            front = pareto_front(x, y)
+                ax.errorbar(xi, yi, yerr=ei if ei > 0 else None, fmt=m, color=c, ms=7, mec=c if fl else "white",
+                            mfc="none" if fl else c, mew=1.2 if fl else 0.6, elinewidth=1, capsize=2, zorder=3)
+            front = pareto_front(np.where(flagged & (not include_flagged), np.nan, x), y)
             if front.any():
                 fx, fy = x[front], y[front]
                 o = np.argsort(fx)
@@ -131,6 +135,9 @@ def pareto_figure(main: pd.DataFrame, path: Path, *, prefix: str, clip_label: st
         handles = _family_legend(d["family"]) + [
             Line2D([], [], color="0.2", ls="--", lw=1, label="Pareto front"),
             Line2D([], [], color="0.4", ls=":", lw=1.2, label="family ceiling")]
+        if any(is_flagged(q) for q in d.get(f"{prefix}_timing_quality", [])):
+            handles.append(Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="latency flagged\n(noisy/contended)"
+                                  + ("" if include_flagged else ",\noff the front")))
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
         for ax, (col, _) in zip(axes[0], cols):
@@ -255,9 +262,11 @@ def flow_figure(flow: pd.DataFrame, path: Path, *, scale_labels: dict[str, str],
             colors = [family_color(f) for f in g["family"]]
             ax.barh(y, g["flow_ms"], color="0.75", hatch="///", edgecolor="0.45", height=0.6, label="optical flow")
             ax.barh(y, g["network_ms"], left=g["flow_ms"], color=colors, height=0.6, label="network")
-            for yi, tot, flow_ms, share in zip(y, g["latency_ms_p50"], g["flow_ms"], g["flow_share"]):
+            quality = g["timing_quality"] if "timing_quality" in g else pd.Series("", index=g.index)
+            for yi, tot, flow_ms, share, q in zip(y, g["latency_ms_p50"], g["flow_ms"], g["flow_share"], quality):
                 # flow is timed alone: on a noisy machine it can exceed the whole model's median; say so
                 note = f"  {_num(tot)} ms, flow {100 * share:.0f}%" + (" > total: noise" if share > 1 else "")
+                note += f" ({q})" if is_flagged(q) else ""
                 ax.text(max(tot, flow_ms), yi, note, va="center", fontsize=7.5)
             ax.set_yticks(y, labels, fontsize=8)
             ax.set_xlim(0, max(g["latency_ms_p50"].max(), g["flow_ms"].max()) * 1.6)
@@ -300,6 +309,10 @@ def ablation_figure(abl: pd.DataFrame, knob: str, path: Path, *, metric_labels: 
                 err = gm["ci95"].to_numpy(float) * scale_y
                 ax.errorbar(x, gm["mean"] * scale_y, yerr=np.where(np.isfinite(err), err, 0) if metric == "acc_top1"
                             else None, color=c, marker=m, ms=5, lw=1.4, capsize=2, label=model)
+                fl = np.array([is_flagged(q) for q in gm.get("timing_quality", pd.Series("", index=gm.index))], bool)
+                if fl.any():  # a flagged latency: a hollow ring around its point
+                    ax.scatter(np.asarray(x)[fl], (gm["mean"] * scale_y).to_numpy()[fl], s=90, facecolors="none",
+                               edgecolors="crimson", lw=1.2, zorder=4)
             if numeric:
                 vals = sorted(abl[knob].unique())
                 if min(vals) > 0 and max(vals) / min(vals) >= 4:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .tables import SCALES
+from .tables import SCALES, is_flagged
 
 
 # ------------------------------------------------------------------------------------------ blocks
@@ -114,7 +114,9 @@ def display_main_table(main: pd.DataFrame, failed: dict[tuple, str]) -> pd.DataF
             vals = []
             for _, r in main.iterrows():
                 v = r[col]
-                vals.append(fmt_num(v / div) if np.isfinite(v) else (fail(r, prefix, meas, b) or "—"))
+                cell = fmt_num(v / div) if np.isfinite(v) else (fail(r, prefix, meas, b) or "—")
+                flag = r.get(f"{prefix}_timing_quality") if meas == "latency" and np.isfinite(v) else None
+                vals.append(f"{cell} ({flag})" if is_flagged(flag) else cell)  # a flagged timing says so in its cell
             cols[(group, header)] = vals
     cols[("", "status")] = list(main["status"])
     out = pd.DataFrame(cols)

@@ -38,7 +38,26 @@ _NEEDED = (
     "frames", "height", "width", "backbone", "batch_size", "num_classes", "needs_flow", "fusion_point",
     *ACCURACY_COLUMNS, *CEILING_COLUMNS, "params", "first_conv_params", "gmacs", "latency_ms_p50",
     "latency_ms_p90", "throughput_clips_s", "peak_mem_mib", "flow_latency_ms_p50", "flow_share",
+    "timing_quality", "timing_reason",
 )
+FLAGGED = ("noisy", "contended")  # timing_quality values that mark a latency as not to be trusted (worst last)
+
+
+def worst_timing(sub: pd.DataFrame) -> tuple[str, str]:
+    """``(quality, reason)``: the worst ``timing_quality`` of latency records ``sub`` ("" when none was
+    assessed, e.g. a run from before the flags existed), with that record's reason."""
+    q = sub["timing_quality"].dropna().astype(str) if "timing_quality" in sub else pd.Series(dtype=str)
+    if q.empty:
+        return "", ""
+    rank = {v: i for i, v in enumerate(("ok",) + FLAGGED)}
+    idx = max(q.index, key=lambda i: rank.get(q[i], 0))
+    reason = sub.at[idx, "timing_reason"] if "timing_reason" in sub else None
+    return q[idx], reason if isinstance(reason, str) else ""
+
+
+def is_flagged(quality: Any) -> bool:
+    """Whether a ``timing_quality`` value marks a latency as noisy or contended."""
+    return isinstance(quality, str) and quality in FLAGGED
 
 
 # ------------------------------------------------------------------------------------------ preparing
@@ -219,6 +238,11 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
             m = m[m["status"] == "ok"]
             vals = m.groupby(keys, dropna=False)[col].median() if not m.empty else pd.Series(dtype=float)
             out[f"{prefix}_{suffix}"] = [vals.get(_key(r, keys), math.nan) for _, r in out.iterrows()]
+        # the worst timing flag of the latency records behind this scale's latency/throughput cells
+        lat = at[(at["measurement"] == "latency") & (at["status"] == "ok")]
+        flags = [worst_timing(_select(lat, r, keys)) for _, r in out.iterrows()]
+        out[f"{prefix}_timing_quality"] = [q for q, _ in flags]
+        out[f"{prefix}_timing_reason"] = [why for _, why in flags]
     out["status"] = [_status_summary(df, r, keys) for _, r in out.iterrows()]
     out.attrs["scales"] = scales
     out.attrs["batches"] = batches
@@ -321,9 +345,21 @@ def flow_split_table(df: pd.DataFrame) -> pd.DataFrame:
             row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
             row.update(family=g["family"].iloc[0], scale=SCALES.get(scale, scale), batch=_first(g["batch_size"]),
                        latency_ms_p50=total, flow_ms=flow, network_ms=max(total - flow, 0.0),
-                       flow_share=flow / total if total > 0 else math.nan)
+                       flow_share=flow / total if total > 0 else math.nan, timing_quality=worst_timing(g)[0])
             rows.append(row)
     return pd.DataFrame(rows).rename(columns={"point_label": "point"})
+
+
+def flagged_latency(df: pd.DataFrame) -> pd.DataFrame:
+    """Every ok latency record flagged noisy or contended: model, point, seed, scale, batch, quality, reason."""
+    if "timing_quality" not in df:
+        return pd.DataFrame(columns=["model", "point", "seed", "scale", "batch", "timing_quality", "timing_reason"])
+    lat = df[(df["measurement"] == "latency") & (df["status"] == "ok")]
+    lat = lat[[is_flagged(q) for q in lat["timing_quality"]]].sort_values(["_model_sort", "_point_sort"], kind="stable")
+    out = lat[["model", "point_label", "seed", "scale", "batch_size", "timing_quality", "timing_reason"]]
+    out = out.rename(columns={"point_label": "point", "batch_size": "batch"}).reset_index(drop=True)
+    out["scale"] = out["scale"].map(lambda s: SCALES.get(s, s))
+    return out
 
 
 def varied_knobs(df: pd.DataFrame) -> dict[str, list]:
@@ -370,7 +406,8 @@ def ablation_table(df: pd.DataFrame, knob: str) -> pd.DataFrame:
                 key = key if isinstance(key, tuple) else (key,)
                 row = dict(zip(others + ["model", knob], key))
                 row.update(family=g["family"].iloc[0], scale=SCALES.get(scale, scale), metric=col, mean=mean,
-                           ci95=half, n=n, _model_sort=g["_model_sort"].iloc[0])
+                           ci95=half, n=n, _model_sort=g["_model_sort"].iloc[0],
+                           timing_quality=worst_timing(g)[0] if meas == "latency" else "")
                 rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:

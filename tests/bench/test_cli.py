@@ -138,3 +138,23 @@ def test_real_video_path_end_to_end(tmp_path):
     assert rec["dataset"] == "ucf101" and rec["num_classes"] == 4
     assert rec["decoder"] in ("pyav", "torchcodec") and rec["skipped_videos"] == 0
     assert rec["video_acc_top1"] is not None  # clip logits averaged per video
+
+
+def test_compare_says_setup_differences_first_and_refuses_runs_without_latency(tmp_path):
+    from .report.conftest import write_run
+
+    results = tmp_path / "results"
+    write_run(results, "run-cpu", models={"single_frame": ("single_frame", "none", False, False, 0.24, 0.25)})
+    write_run(results, "run-gpu", device="cuda:0", models={"single_frame": ("single_frame", "none", False, False, 0.24, 0.25)})
+    res = invoke("compare", "run-cpu", "run-gpu", "--results", results, "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    assert "runs differ in device: run-cpu cpu vs run-gpu cuda:0" in res.output
+    assert res.output.index("runs differ in device") < res.output.index("single_frame")
+
+    write_run(results, "run-nolat", models={"single_frame": ("single_frame", "none", False, False, 0.24, 0.25)})
+    path = results / "run-nolat" / "records.jsonl"
+    path.write_text("".join(ln + "\n" for ln in path.read_text().splitlines() if '"measurement": "latency"' not in ln
+                            and '"measurement":"latency"' not in ln))
+    bad = invoke("compare", "run-cpu", "run-nolat", "--results", results, "--out", tmp_path / "cmp2")
+    assert bad.exit_code == 2 and "has no latency records" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1, bad.output

@@ -40,9 +40,9 @@ def test_resolve_latest_and_unknown(tmp_path):
     with pytest.raises(RunNotFoundError, match="no runs"):
         resolve_run("latest", tmp_path)
     a = RunStore.create(tmp_path, "run-1")
-    a.write_meta({"x": 1})
+    a.write_meta({"x": 1, "run_id": "run-1", "points": []})  # `latest` only sees run.json of this suite
     b = RunStore.create(tmp_path, "run-2")
-    b.write_meta({"x": 2})
+    b.write_meta({"x": 2, "run_id": "run-2", "points": []})
     assert resolve_run("latest", tmp_path).name == "run-2"
     assert [p.name for p in list_runs(tmp_path)] == ["run-1", "run-2"]
     with pytest.raises(RunNotFoundError, match="run-9"):

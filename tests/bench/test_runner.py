@@ -101,3 +101,26 @@ def test_accuracy_record_names_decoder_and_skipped_videos(tmp_path):
     Runner(store).run([_spec(models="pool_avg", measure="accuracy")])
     (rec,) = store.records()
     assert rec["decoder"] is None and rec["skipped_videos"] == 0 and rec["skipped_video_list"] == "[]"
+
+
+def test_latency_is_measured_in_interleaved_rounds_with_the_machine_on_the_record(tmp_path):
+    events = []
+    store = RunStore.create(tmp_path, "r")
+    spec = _spec(models="pool_avg,early_fusion,two_stream", measure="latency,flops")
+    Runner(store, progress=lambda ev, info: events.append((ev, info))).run([spec])
+    starts = [(i["pass"], i["round"], i["model"], i["job"]) for ev, i in events if ev == "latency_round_start"]
+    first = [(m, j) for p, r, m, j in starts if p == 0 and r == 0]
+    # train and deploy clip of every model, and two_stream's flow stage, all in one round, model after model
+    assert [m for m, _ in first] == ["pool_avg"] * 2 + ["early_fusion"] * 2 + ["two_stream"] * 4
+    assert [r for p, r, _, _ in starts if p == 0] == sorted(r for p, r, _, _ in starts if p == 0)  # A B C, A B C
+    lat = [r for r in store.records() if r["measurement"] == "latency"]
+    assert len(lat) == 6 and all(r["status"] == "ok" for r in lat), [r.get("error") for r in lat]
+    for r in lat:
+        assert r["timing_quality"] in ("ok", "noisy", "contended")
+        assert (r["timing_quality"] == "ok") == (r["timing_reason"] is None or "re-measured" in r["timing_reason"])
+        assert r["latency_rounds"] == 3 and len(r["latency_round_medians_ms"]) == 3
+        for k in ("machine_other_cores", "machine_threads", "machine_cpus", "machine_loadavg_1m", "cudnn_benchmark",
+                  "latency_ms_p50", "latency_samples_ms", "latency_threads", "throughput_clips_s"):
+            assert k in r, k
+    ts = [r for r in lat if r["model"] == "two_stream"]
+    assert all(r["flow_latency_ms_p50"] > 0 and r["flow_timing_quality"] in ("ok", "noisy", "contended") for r in ts)

@@ -162,3 +162,14 @@ def test_torchcodec_and_pyav_decode_the_same_frames(tmp_path):
     # Same bitstream through the same FFmpeg decoder: measured identical here (max |a - b| = 0 with
     # torchcodec 0.17 + Debian's libavcodec59); allow 1 level of YUV->RGB rounding for other FFmpeg builds.
     assert np.abs(a - b).max() <= 1
+
+
+def test_dangling_symlink_and_directory_named_like_a_video_are_named(video_folder, tmp_path):
+    root = tmp_path / "links"
+    shutil.copytree(video_folder / "alpha", root / "alpha")
+    (root / "alpha" / "gone.mp4").symlink_to(tmp_path / "missing.mp4")
+    (root / "alpha" / "dir.mp4").mkdir()
+    with pytest.warns(UserWarning, match="gone.mp4"):
+        ds = build_dataset(_folder_spec(root), CLIP, "train")
+    reasons = {p.split("/")[-1]: r for p, r in ds.skipped}
+    assert reasons["gone.mp4"] == "broken symlink" and reasons["dir.mp4"] == "not a regular file"

@@ -1,4 +1,5 @@
 """compare_runs: ratios, Mann–Whitney p-values, failed rows kept, clear errors."""
+import json
 import math
 
 import pytest
@@ -50,3 +51,50 @@ def test_bad_input(runs, tmp_path, kwargs, err, match):
     root, main, _, _ = runs
     with pytest.raises(err, match=match):
         compare_runs(main, results_root=root, out_dir=tmp_path, **kwargs)
+
+
+# ------------------------------------------------------------------------------- timing flags (issue 15)
+def test_flagged_pair_is_never_significant(tmp_path, fake_runs):
+    """A 330x change where one side ran contended is shown, but not called significant."""
+    write_run = fake_runs.write_run
+    root = tmp_path / "results"
+    a = write_run(root, "run-quiet", flags={})
+    b = write_run(root, "run-loud", flags={"early_fusion": "contended", "pool_avg": "noisy"}, speed=330.0)
+    t = compare_runs(a, b, results_root=root, out_dir=tmp_path / "out", dpi=40).table
+    ok = t[t["status"] == "ok"]
+    flagged = ok[ok["model"].isin(["early_fusion", "pool_avg"])]
+    assert not flagged.empty and flagged["flagged"].all() and (flagged["signif"] == "flagged").all()
+    assert (flagged["p_value"] < 1e-6).all() and flagged["p_holm"].isna().all()  # the test ran; the claim is withheld
+    clean = ok[~ok["model"].isin(["early_fusion", "pool_avg"])]
+    assert (clean["signif"] == "***").all() and not clean["flagged"].any()
+    one = compare_runs(b, results_root=root, out_dir=tmp_path / "one", dpi=40).table  # one run, vs its baseline
+    assert (one.loc[one["model"] == "early_fusion", "signif"] == "flagged").all()
+
+
+def test_setup_differences_are_named(tmp_path, fake_runs):
+    write_run = fake_runs.write_run
+    root = tmp_path / "results"
+    a = write_run(root, "run-a", latency_extra={"latency_threads": 2, "latency_amp": None, "torch_version": "2.5.0",
+                                                "git_commit": "aaa"})
+    b = write_run(root, "run-b", device="cuda:0", latency_extra={"latency_threads": 1, "latency_amp": "bf16",
+                                                                 "torch_version": "2.6.0", "git_commit": "bbb"})
+    c = compare_runs(a, b, results_root=root, out_dir=tmp_path / "out", dpi=40)
+    text = "\n".join(c.differences)
+    for what in ("device: run-a cpu vs run-b cuda:0", "threads: run-a 2 vs run-b 1", "AMP", "torch version", "commit"):
+        assert what in text, (what, text)
+    md = c.markdown.read_text()
+    assert md.index("runs differ in device") < md.index("| model")  # said before any number
+    same = compare_runs(a, a, results_root=root, out_dir=tmp_path / "same", dpi=40)
+    assert same.differences == []
+
+
+def test_run_without_latency_records_is_a_clear_error(tmp_path, fake_runs):
+    write_run = fake_runs.write_run
+    root = tmp_path / "results"
+    a = write_run(root, "run-a")
+    store_b = write_run(root, "run-nolat", cost_scale=False)
+    path = root / store_b / "records.jsonl"
+    lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["measurement"] != "latency"]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="run 'run-nolat' has no latency records"):
+        compare_runs(a, store_b, results_root=root, out_dir=tmp_path / "out")

@@ -72,7 +72,7 @@ def test_partial_run_warns_and_single_seed_says_no_ci(tmp_path, monkeypatch, fak
               status="interrupted", oom=None, cost_scale=False)
     r = build_report(["latest"], results_root=tmp_path, out_root=tmp_path / "rep", dpi=40)
     md = r.markdown.read_text()
-    assert r.run_ids == ["run-partial"] and "**interrupted**" in md and "bench run --resume run-partial" in md
+    assert r.run_ids == ["run-partial"] and "**interrupted**" in md and f"bench run --resume run-partial --out {tmp_path}" in md
     assert "no confidence interval" in md
 
 
@@ -91,3 +91,36 @@ def test_run_without_records(tmp_path):
     RunStore.create(tmp_path, "run-empty")
     with pytest.raises(ValueError, match="no records"):
         build_report(["run-empty"], results_root=tmp_path, out_root=tmp_path / "rep")
+
+
+def test_flagged_latency_travels(tmp_path, monkeypatch, fake_runs):
+    """Flagged timings are marked in the main table, the flow split and the summary, and leave the front."""
+    monkeypatch.setattr(param_sweep, "_default_param_counter", fake_runs.fake_param_counter)
+    root = tmp_path / "results"
+    # early_fusion is the most accurate and the cheapest order-aware model: on every front unless flagged
+    fake_runs.write_run(root, "run-flags", flags={"early_fusion": "contended", "two_stream": "noisy"}, oom=None)
+    r = build_report(["run-flags"], results_root=root, out_root=tmp_path / "rep", formats=("md",), dpi=40)
+    main = r.main_table
+    q = dict(zip(main["model"], main["deploy_timing_quality"]))
+    assert q["early_fusion"] == "contended" and q["two_stream"] == "noisy" and q["single_frame"] == "ok"
+    md = r.markdown.read_text()
+    summary = md.split("## Main table")[0]
+    assert "Latency flagged" in summary and "early_fusion (deploy, batch 1): contended — contended on purpose" in summary
+    assert "two_stream" in summary.split("Latency flagged")[1]
+    table = md.split("## Main table")[1].split("##")[0]
+    ef_row = next(ln for ln in table.splitlines() if ln.startswith("| early_fusion"))
+    assert "(contended)" in ef_row
+    sf_row = next(ln for ln in table.splitlines() if ln.startswith("| single_frame"))
+    assert "(" not in sf_row.split("|", 3)[3].replace("(n=1)", "")  # nothing marked on a clean row
+    front = next(ln for ln in md.splitlines() if "Pareto-optimal for accuracy vs latency" in ln)
+    assert "early_fusion" not in front
+    gm_front = next(ln for ln in md.splitlines() if "Pareto-optimal for accuracy vs GMACs" in ln)
+    assert "early_fusion" in gm_front  # GMACs are not timings: the flag does not touch them
+    flow = pd.read_csv(r.tables["flow_split"])
+    assert set(flow["timing_quality"]) == {"noisy"}
+    flagged = pd.read_csv(r.tables["flagged_latency"])
+    assert set(flagged["model"]) == {"early_fusion", "two_stream"}
+    asked = build_report(["run-flags"], results_root=root, out_root=tmp_path / "rep2", formats=("md",), dpi=40,
+                         include_flagged=True)
+    front = next(ln for ln in asked.markdown.read_text().splitlines() if "Pareto-optimal for accuracy vs latency" in ln)
+    assert "early_fusion" in front
