@@ -1,4 +1,5 @@
-"""A new fusion model in one file: per-frame features of the shared backbone, fused by a temporal
+"""A new fusion model in one file (family order_invariant: it cannot tell a clip from its reversal, so its
+synthetic ceiling is that family's): per-frame features of the shared backbone, fused by a temporal
 difference pool (mean of x_t plus mean of |x_{t+1} - x_t|, concatenated), then the shared head.
 
     bench --plugin docs/examples/my_fusion.py list
