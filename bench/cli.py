@@ -126,7 +126,7 @@ def run_cmd(
     """Train and measure the selected models on identical clips; records land in results/<run-id>/."""
     from .config import parse_int_list
     from .plan import build_run_spec
-    from .runner import resolve_device
+    from .measure import resolve_device
 
     if resume is not None:
         with user_errors():
@@ -170,7 +170,7 @@ def ablate_cmd(
     """A grid over knobs; every point is an ordinary run point in one run directory."""
     from .config import parse_int_list
     from .plan import ablation_points, build_run_spec, parse_vary
-    from .runner import resolve_device
+    from .measure import resolve_device
 
     with user_errors():
         grid = parse_vary(vary)
@@ -441,7 +441,7 @@ def compare_cmd(
 def env_cmd(device: str = typer.Option("auto")) -> None:
     """What the suite will run on: device, threads, versions, git commit."""
     from .results import environment
-    from .runner import resolve_device
+    from .measure import resolve_device
 
     with user_errors():
         dev = resolve_device(device)

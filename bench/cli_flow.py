@@ -58,7 +58,7 @@ def throughput_cmd(
 ) -> None:
     """Flow fields/s of our Horn-Schunck module vs OpenCV Farneback."""
     from .flowbench import flow_throughput
-    from .runner import resolve_device
+    from .measure import resolve_device
 
     try:
         dev = resolve_device(device)

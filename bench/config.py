@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from fusion_models.clip import ClipSpec
@@ -204,26 +206,39 @@ __all__ = [
 
 
 def run_spec_from_dict(d: dict[str, Any]) -> RunSpec:
-    """Rebuild a ``RunSpec`` from ``RunSpec.to_dict()`` output (run.json), e.g. to resume a run."""
+    """Rebuild a ``RunSpec`` from ``RunSpec.to_dict()`` output (run.json), e.g. to resume a run.
+
+    Derived from the dataclasses' own type hints (no hand-written inverse): a field added to any spec is
+    restored without touching this function; a field absent from an older run.json takes its default."""
     from .data import DatasetSpec
 
-    ds = dict(d["dataset"])
-    ds["speed"] = tuple(ds.get("speed", (1, 3)))
-    cost = dict(d["cost"])
-    return RunSpec(
-        models=tuple(d["models"]),
-        dataset=DatasetSpec(**ds),
-        clip=ClipSpec(**d["clip"]),
-        backbone=d["backbone"],
-        width=d["width"],
-        train=TrainSpec(**d["train"]),
-        cost=CostSpec(clip=ClipSpec(**cost["clip"]), backbone=cost["backbone"],
-                      latency_batches=tuple(cost["latency_batches"]), enabled=cost["enabled"]),
-        measure=MeasureSpec(**{**d["measure"], "latency_batches": tuple(d["measure"]["latency_batches"])}),
-        measurements=tuple(d["measurements"]),
-        seeds=tuple(d["seeds"]),
-        device=d["device"],
-        threads=d.get("threads"),
-        profile=d.get("profile", "quick"),
-        point=tuple((k, v) for k, v in d.get("point", [])),
-    )
+    return _from_dict(RunSpec, d, {"dataset": DatasetSpec})
+
+
+def _from_dict(cls: type, d: dict[str, Any], override: dict[str, type] | None = None) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(d).__name__}")
+    for f in fields(cls):
+        if f.name in d:
+            kwargs[f.name] = _decode((override or {}).get(f.name, hints[f.name]), d[f.name])
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"{cls.__name__}: required field {f.name!r} is missing")
+    return cls(**kwargs)
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    """A JSON value (lists for tuples, dicts for dataclasses) back to the annotated type ``tp``."""
+    if value is None:
+        return None
+    if is_dataclass(tp):
+        return _from_dict(tp, value)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _decode(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v) for v in value)
+        return tuple(_decode(a, v) for a, v in zip(args, value)) if args else tuple(value)
+    return value

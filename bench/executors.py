@@ -150,7 +150,6 @@ class RayRunner:
         self.done = store.done_keys()
         self.written: set[str] = set()
         self.summary = RunSummary(run_id=store.run_id, path=str(store.path), wall_time_s=0.0)
-        self.duplicates = 0  # records a task returned for a key already written (never appended twice)
 
     def _options(self, spec: RunSpec) -> dict[str, Any]:
         if spec.device.startswith("cuda"):
@@ -200,8 +199,7 @@ class RayRunner:
 
     def _append(self, record: dict[str, Any]) -> None:
         key = record.get("key")
-        if key in self.written or key in self.done:
-            self.duplicates += 1
+        if key in self.written or key in self.done:  # a task re-ran a key already written: never appended twice
             return
         rec = self.store.append(record)
         self.written.add(key)

@@ -26,7 +26,7 @@ from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
 from .config import RunSpec
-from .measure import count_flops, count_params, is_oom, measure_matmul_peak, measure_memory
+from .measure import count_flops, count_params, is_oom, measure_matmul_peak, measure_memory, resolve_device
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
 from .results import PROVENANCE_KEYS, SCHEMA_VERSION, RunStore, StoreWriteError, environment, now_iso
 
@@ -42,23 +42,10 @@ class RunSummary:
     wall_time_s: float
     counts: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
-    records: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, record: dict[str, Any]) -> None:
         """Count a record written by this run under its status."""
         self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
-        self.records.append(record)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; a CUDA request without a GPU raises ``ValueError``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
-    return device
 
 
 def _error_message(exc: BaseException) -> str:

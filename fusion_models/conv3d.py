@@ -164,27 +164,25 @@ def _conv3d_model(name: str, *, factorized: bool, clip: ClipSpec, num_classes: i
     return Conv3DNet(features, e.head(dim, num_classes), name=name, channels=clip.channels)
 
 
-@register_model(
-    name="r3d",
-    family="order_aware",
-    fusion_point="feature_map",
-    order_aware=True,
-    reference="Tran et al. 2018, A Closer Look at Spatiotemporal Convolutions for Action Recognition (CVPR), R3D",
-    min_frames=2,
+# name, factorised, reference, docstring: the two 3D nets differ only in how a k x k conv is converted.
+CONV3D = (
+    ("r3d", False, "Tran et al. 2018, A Closer Look at Spatiotemporal Convolutions for Action Recognition (CVPR), R3D",
+     "The shared backbone as a 3D CNN: every k x k conv becomes 3 x k x k (``tv=True``: torchvision r3d_18)."),
+    ("r2plus1d", True,
+     "Tran et al. 2018, A Closer Look at Spatiotemporal Convolutions for Action Recognition (CVPR), R(2+1)D",
+     "The shared backbone with every k x k conv factorised into 1 x k x k then 3 x 1 x 1 (``tv=True``: r2plus1d_18)."),
 )
-def r3d(*, clip: ClipSpec, num_classes: int, tv: bool = False, **encoder) -> Conv3DNet:
-    """The shared backbone as a 3D CNN: every k x k conv becomes 3 x k x k (``tv=True``: torchvision r3d_18)."""
-    return _conv3d_model("r3d", factorized=False, clip=clip, num_classes=num_classes, tv=tv, encoder=encoder)
 
 
-@register_model(
-    name="r2plus1d",
-    family="order_aware",
-    fusion_point="feature_map",
-    order_aware=True,
-    reference="Tran et al. 2018, A Closer Look at Spatiotemporal Convolutions for Action Recognition (CVPR), R(2+1)D",
-    min_frames=2,
-)
-def r2plus1d(*, clip: ClipSpec, num_classes: int, tv: bool = False, **encoder) -> Conv3DNet:
-    """The shared backbone with every k x k conv factorised into 1 x k x k then 3 x 1 x 1 (``tv=True``: r2plus1d_18)."""
-    return _conv3d_model("r2plus1d", factorized=True, clip=clip, num_classes=num_classes, tv=tv, encoder=encoder)
+def _conv3d_builder(name: str, factorized: bool, doc: str):
+    def builder(*, clip: ClipSpec, num_classes: int, tv: bool = False, **encoder) -> Conv3DNet:
+        return _conv3d_model(name, factorized=factorized, clip=clip, num_classes=num_classes, tv=tv, encoder=encoder)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    return builder
+
+
+for _name, _factorized, _reference, _doc in CONV3D:
+    register_model(name=_name, family="order_aware", fusion_point="feature_map", order_aware=True,
+                   reference=_reference, min_frames=2)(_conv3d_builder(_name, _factorized, _doc))

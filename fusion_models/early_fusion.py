@@ -47,12 +47,7 @@ class EarlyFusion(nn.Module):
     order_aware=True,
     reference="notes §2; Karpathy et al. 2014 (early fusion)",
 )
-def early_fusion(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    **encoder,
-) -> EarlyFusion:
+def early_fusion(*, clip: ClipSpec, num_classes: int, **encoder) -> EarlyFusion:
     """Frames stacked on channels (3T) into one inflated backbone; fixed T."""
     e = EncoderArgs.of("early_fusion", **encoder)
     enc = e.build(clip.frames * clip.channels)

@@ -78,13 +78,7 @@ def _hidden(difference: str, *, clip: ClipSpec, num_classes: int, encoder: Encod
     reference="notes §9 (dx_t = x_t - x_{t-1}) taken on feature maps; Zhu et al. 2017 (hidden two-stream)",
     min_frames=2,
 )
-def hidden_two_stream(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    difference: str = "maps",
-    **encoder,
-) -> HiddenTwoStream:
+def hidden_two_stream(*, clip: ClipSpec, num_classes: int, difference: str = "maps", **encoder) -> HiddenTwoStream:
     """Appearance + learned motion from feature-map differences X_t - X_{t-1}; no optical flow."""
     return _hidden(difference, clip=clip, num_classes=num_classes, encoder=EncoderArgs.of("hidden_two_stream", **encoder))
 
@@ -97,12 +91,7 @@ def hidden_two_stream(
     reference="notes §9 literal form: dx_t = x_t - x_{t-1} on pooled vectors",
     min_frames=2,
 )
-def hidden_two_stream_pooled(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    **encoder,
-) -> HiddenTwoStream:
+def hidden_two_stream_pooled(*, clip: ClipSpec, num_classes: int, **encoder) -> HiddenTwoStream:
     """Appearance + motion from differences of globally pooled vectors x_t - x_{t-1} (notes' literal form)."""
     return _hidden("pooled", clip=clip, num_classes=num_classes,
                    encoder=EncoderArgs.of("hidden_two_stream_pooled", **encoder))

@@ -23,12 +23,7 @@ from .registry import register_model
     order_aware=False,
     reference="notes §3 (logit-level fusion); Karpathy et al. 2014",
 )
-def late_fusion(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    **encoder,
-) -> PerFrameClassifier:
+def late_fusion(*, clip: ClipSpec, num_classes: int, **encoder) -> PerFrameClassifier:
     """Per-frame logits averaged over time."""
     return per_frame_model(lambda k: TemporalPool(k, "avg"), clip=clip, num_classes=num_classes,
                            encoder=EncoderArgs.of("late_fusion", **encoder), fuse="logit")

@@ -25,13 +25,7 @@ from .registry import register_model
     order_aware=True,
     reference="notes §6 (standard LSTM); Donahue et al. 2015 (LRCN), Ng et al. 2015",
 )
-def lstm(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    hidden: int | None = None,
-    **encoder,
-) -> PerFrameClassifier:
+def lstm(*, clip: ClipSpec, num_classes: int, hidden: int | None = None, **encoder) -> PerFrameClassifier:
     """LSTM over per-frame pooled features; the last hidden state is classified."""
     return per_frame_model(lambda d: LSTMAggregator(d, hidden or d), clip=clip, num_classes=num_classes,
                            encoder=EncoderArgs.of("lstm", **encoder))

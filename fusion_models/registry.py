@@ -80,11 +80,6 @@ def register_model(
     return deco
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every architecture (each module decorates its builders).
-    import fusion_models  # noqa: F401
-
-
 def _close(name: str) -> str:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
     return f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
@@ -93,7 +88,6 @@ def _close(name: str) -> str:
 def list_models(pattern: str | list[str] | None = None, *, exclude: str | list[str] | None = None) -> list[str]:
     """Registered names matching any wildcard ``pattern`` ("*", "pool_*", "a,b"), minus ``exclude``; sorted
     in registration order. A pattern that matches nothing raises ``UnknownModelError``."""
-    _ensure_loaded()
     names = list(_REGISTRY)
     pats = _split(pattern) or ["*"]
     chosen: list[str] = []
@@ -118,7 +112,6 @@ def _split(pattern: str | list[str] | None) -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     """The registered ``ModelInfo`` for ``name``."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise UnknownModelError(f"unknown model {name!r}{_close(name)}")
     return _REGISTRY[name]

@@ -20,12 +20,7 @@ from .registry import register_model
     order_aware=False,
     reference="notes §1 (single-frame models capture appearance only); Karpathy et al. 2014",
 )
-def single_frame(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    **encoder,
-) -> PerFrameClassifier:
+def single_frame(*, clip: ClipSpec, num_classes: int, **encoder) -> PerFrameClassifier:
     """Middle frame -> backbone -> head: the appearance-only baseline."""
     return per_frame_model(OnlyFrame, clip=clip, num_classes=num_classes,
                            encoder=EncoderArgs.of("single_frame", **encoder), select=MiddleFrame())

@@ -105,13 +105,7 @@ class SlowFusion(nn.Module):
     reference="Karpathy et al. 2014, Large-scale Video Classification with Convolutional Neural Networks (CVPR), slow fusion",
     min_frames=STAGES + 1,
 )
-def slow_fusion(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    temporal_stride: int = 1,
-    **encoder,
-) -> SlowFusion:
+def slow_fusion(*, clip: ClipSpec, num_classes: int, temporal_stride: int = 1, **encoder) -> SlowFusion:
     """Three backbone stages each fuse 2 time steps of the stage below (extent 2 -> 3 -> 4 frames)."""
     if not frames_ok(clip.frames, temporal_stride):
         raise ValueError(

@@ -107,13 +107,7 @@ class TSM(PerFrameClassifier):
     reference="Lin, Gan, Han 2019, TSM: Temporal Shift Module for Efficient Video Understanding (ICCV)",
     min_frames=2,
 )
-def tsm(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    fold_div: int = 8,
-    **encoder,
-) -> TSM:
+def tsm(*, clip: ClipSpec, num_classes: int, fold_div: int = 8, **encoder) -> TSM:
     """Shared backbone with 1/8 channels shifted forward and 1/8 backward in time in every block."""
     e = EncoderArgs.of("tsm", **encoder)
     enc = e.build(clip.channels)

@@ -110,12 +110,7 @@ def _feature_map_fusion(
     reference="notes §7; Simonyan & Zisserman 2014",
     min_frames=2,
 )
-def two_stream(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    **encoder,
-) -> TwoStreamLogits:
+def two_stream(*, clip: ClipSpec, num_classes: int, **encoder) -> TwoStreamLogits:
     """RGB middle frame + stacked Horn-Schunck flow, two backbones, logits averaged."""
     e = EncoderArgs.of("two_stream", **encoder)
     spatial, temporal = _streams(clip, e)
@@ -133,12 +128,7 @@ def two_stream(
     reference="notes §8 (concat + 1x1 conv); Feichtenhofer et al. 2016",
     min_frames=2,
 )
-def two_stream_conv(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    **encoder,
-) -> TwoStreamFeatureMaps:
+def two_stream_conv(*, clip: ClipSpec, num_classes: int, **encoder) -> TwoStreamFeatureMaps:
     """Two streams fused on feature maps: concat(Fs, Ft) mixed by a 1x1 conv (2D -> D)."""
     return _feature_map_fusion("two_stream_conv", lambda cs, ct: ConvFusion(cs, ct, cs), clip=clip,
                                num_classes=num_classes, encoder=EncoderArgs.of("two_stream_conv", **encoder))
@@ -153,13 +143,7 @@ def two_stream_conv(
     reference="notes §8 (gated fusion G = sigma(Conv([Fs, Ft])))",
     min_frames=2,
 )
-def two_stream_gated(
-    *,
-    clip: ClipSpec,
-    num_classes: int,
-    gate_kernel: int = 1,
-    **encoder,
-) -> TwoStreamFeatureMaps:
+def two_stream_gated(*, clip: ClipSpec, num_classes: int, gate_kernel: int = 1, **encoder) -> TwoStreamFeatureMaps:
     """Two streams fused on feature maps by a learned per-position, per-channel gate G*Fs + (1-G)*Ft."""
     return _feature_map_fusion("two_stream_gated", lambda cs, ct: GatedFusion(cs, gate_kernel), clip=clip,
                                num_classes=num_classes, encoder=EncoderArgs.of("two_stream_gated", **encoder))

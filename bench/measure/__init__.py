@@ -9,7 +9,7 @@ unit-named record fields. Nothing here prints; an out-of-memory raises ``Measure
     measure_memory(model, clip, ...)        -> MemoryResult  peak_mem_mib, baseline_mib, reserved_mib
     measure_matmul_peak(device)             -> MatmulPeak    matmul_peak_gflops_s
 """
-from ._common import MeasureOOM, is_oom
+from ._common import DeviceUnavailable, MeasureOOM, is_oom, resolve_device
 from .flops import FLOPS_POLICY, FlopsResult, count_flops
 from .hardware import MatmulPeak, achieved_gflops_s, measure_matmul_peak
 from .latency import LatencyResult, measure_latency
@@ -17,6 +17,7 @@ from .memory import LiveTensorBytes, MemoryResult, measure_memory
 from .params import ParamsResult, count_params
 
 __all__ = [
+    "DeviceUnavailable", "resolve_device",
     "FLOPS_POLICY",
     "FlopsResult",
     "LatencyResult",

@@ -42,14 +42,27 @@ def oom_guard(what: str) -> Iterator[None]:
         raise
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cpu"``/``"cuda"``/``"cuda:1"`` -> ``torch.device``; a CUDA request with no GPU is a clear error."""
-    dev = torch.device(device)
+class DeviceUnavailable(ValueError, RuntimeError):
+    """A CUDA device asked for on a machine where torch sees none (a bad input to the CLI, a runtime fault to a
+    measurement called from Python: either ``except`` catches it)."""
+
+
+def resolve_device(device: str | torch.device) -> str:
+    """The one device resolution of the suite (CLI, runner, every measurement): ``auto`` -> ``cuda`` when torch
+    sees a GPU else ``cpu``; ``cpu``/``cuda``/``cuda:N`` checked; returns the canonical string."""
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(device)!r} requested but torch.cuda.is_available() is False on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {str(device)!r}: expected 'cpu' or 'cuda[:N]'")
-    return dev
+        raise DeviceUnavailable(f"--device {name} asked for, but torch sees no CUDA GPU here "
+                                "(torch.cuda.is_available() is False); use --device cpu or auto")
+    return name
 
 
 def as_tuple(inputs: Any) -> tuple:

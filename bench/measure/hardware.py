@@ -62,7 +62,7 @@ def measure_matmul_peak(
     one the models run under. One warm-up product first; at least 3 timed samples. ``num_threads``: CPU
     intra-op threads for this measurement only (use the latency measurements' count).
     """
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -271,7 +271,7 @@ class MachineWindow:
     """``with MachineWindow(device) as w: ...`` then ``w.state``: what the machine did during the block."""
 
     def __init__(self, device: str | torch.device = "cpu", *, nvml: Any = None) -> None:
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.nvml = nvml
         self.state: MachineState | None = None
 

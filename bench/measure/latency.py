@@ -150,7 +150,7 @@ def measure_latency(
     on a shared CPU: oversubscribed OpenMP threads stall for whole scheduler quanta). The model is moved
     to ``device`` and put in eval mode (in place). Raises ``MeasureOOM`` when the batch does not fit.
     """
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)

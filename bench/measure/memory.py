@@ -134,7 +134,7 @@ def measure_memory(
     """
     if cpu_method not in ("tensors", "allocator"):
         raise ValueError(f"cpu_method must be 'tensors' or 'allocator', got {cpu_method!r}")
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     args = as_tuple(clip)
     args = (batch_of(args[0], batch_size), *args[1:])
     was_training = model.training

@@ -206,7 +206,7 @@ def build_report(
     flow = T.flow_split_table(df)
     if not flow.empty:
         save_table("flow_split", flow)
-        path = F.flow_figure(flow, fig_dir / "flow_split.png", scale_labels=_scale_titles(scales), dpi=dpi)
+        path = F.flow_figure(flow, fig_dir / "flow_split.png", scale_labels=scales, dpi=dpi)
         if path:
             figs["flow_split"] = path
             blocks.append(Block("h2", "Two-stream latency: optical flow vs network"))
@@ -227,7 +227,7 @@ def build_report(
             continue
         save_table(f"ablation_{knob}", abl)
         path = F.ablation_figure(abl, knob, fig_dir / f"ablation_{knob}.png", metric_labels=metric_labels,
-                                 scale_labels=_scale_titles(scales), dpi=dpi)
+                                 scale_labels=scales, dpi=dpi)
         if path:
             figs[f"ablation_{knob}"] = path
             blocks.append(Block("h3", f"{knob} ∈ {{{', '.join(str(v) for v in values)}}}"))
@@ -269,10 +269,6 @@ def build_report(
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _scale_titles(scales: dict[str, str]) -> dict[str, str]:
-    return {p: lab for p, lab in scales.items()}
-
-
 def _batch(main: pd.DataFrame, prefix: str, suffix: str) -> str:
     b = main.attrs.get("batches", {}).get(prefix, {}).get(suffix, math.nan)
     return str(int(b)) if isinstance(b, float) and math.isfinite(b) else "?"

@@ -34,6 +34,25 @@ def test_build_run_spec_profile_and_overrides():
     assert run_spec_from_dict(spec.to_dict()) == spec
 
 
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_resume_rebuilds_every_point_through_json(profile):
+    """run.json goes through JSON (tuples become lists): every profile and ablation point comes back equal."""
+    import json
+
+    base = build_run_spec(RunOptions(profile=profile, noise=0.1, cost_clip="T4x32x32"), resolved_device="cpu")
+    for spec in [base, *ablation_points(base, parse_vary(["frames=4,8", "camera=0,2"]))]:
+        assert run_spec_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_resume_of_an_older_run_json_takes_defaults_for_missing_fields():
+    spec = build_run_spec(RunOptions(profile="smoke"), resolved_device="cpu")
+    d = spec.to_dict()
+    del d["train"]["grad_clip"], d["measure"]["warmup_s"], d["threads"]
+    back = run_spec_from_dict(d)
+    assert back.train.grad_clip == type(spec.train)().grad_clip and back.threads is None
+    assert back.clip == spec.clip and back.dataset == spec.dataset
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"models": "nope"}, "nope"),
     ({"frames": 0}, "frames"),

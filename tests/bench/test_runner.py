@@ -7,7 +7,8 @@ import torch
 import bench.runner as runner_mod
 from bench.plan import RunOptions, build_run_spec
 from bench.results import RunStore
-from bench.runner import Runner, resolve_device
+from bench.measure import resolve_device
+from bench.runner import Runner
 
 
 def _spec(models="pool_avg,early_fusion", **kw):
