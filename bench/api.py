@@ -95,8 +95,10 @@ def parse_json_columns(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every JSON-string cell (``config``, ``point``, ``params_by_module``, ...) parsed."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object and out[col].map(lambda v: isinstance(v, str) and v[:1] in "{[").any():
-            out[col] = out[col].map(_parse)
+        if not (out[col].dtype == object or pd.api.types.is_string_dtype(out[col])):
+            continue
+        if out[col].map(lambda v: isinstance(v, str) and v[:1] in "{[").any():
+            out[col] = out[col].astype(object).map(_parse)
     out.attrs.update(df.attrs)
     return out
 
