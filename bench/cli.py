@@ -49,6 +49,16 @@ def _command_line(ctx: typer.Context | None = None) -> str:
     return " ".join(parts)
 
 
+@app.callback()
+def _plugins(plugin: List[str] = typer.Option([], "--plugin", help="file (or module) registering models / "
+                                                                   "datasets; repeatable (docs/add_your_own.md)")) -> None:
+    """Load user plug-ins before any command (``bench --plugin my_models.py run ...``)."""
+    from .plugins import load_plugins
+
+    with user_errors():
+        load_plugins(plugin)
+
+
 # --------------------------------------------------------------------------------------------- list
 @app.command("list")
 def list_cmd(

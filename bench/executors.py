@@ -128,6 +128,9 @@ def run_task(spec: RunSpec, run_id: str, done: frozenset[str], threads: int | No
     Runs inside a Ray worker (and is a plain function, so tests can call it directly)."""
     import torch
 
+    from .plugins import load_plugins
+
+    load_plugins()  # a Ray worker is a fresh process: the user's plug-ins ($FUSIONBENCH_PLUGINS) again
     if threads:
         torch.set_num_threads(threads)
     store = _TaskStore(run_id, set(done))

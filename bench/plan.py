@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from fusion_models import list_models
-from fusion_models.backbone import BACKBONES
+from fusion_models.backbone import check_backbone_name
 
 from .config import MEASUREMENTS, RunSpec, get_profile, parse_size
 from .data import DatasetSpec
@@ -92,8 +92,8 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
             train = replace(train, **{field: getattr(opts, opt)})  # TrainSpec names the flag and range
     backbone = opts.backbone or "small_cnn"
     for b in (backbone, opts.cost_backbone):
-        if b is not None and b not in BACKBONES:
-            raise ValueError(f"unknown backbone {b!r}; choose from {', '.join(BACKBONES)}")
+        if b is not None:
+            check_backbone_name(b)
     cost = prof.cost
     if opts.cost_clip is not None:
         if opts.cost_clip.lower() in ("off", "none", "0"):
@@ -168,8 +168,7 @@ def _epochs(spec: RunSpec, v: str) -> RunSpec:
 
 
 def _backbone(spec: RunSpec, v: str) -> RunSpec:
-    if v not in BACKBONES:
-        raise ValueError(f"unknown backbone {v!r}; choose from {', '.join(BACKBONES)}")
+    check_backbone_name(v)
     return replace(spec, backbone=v)
 
 

@@ -96,7 +96,9 @@ def check_clip_memory(spec: Any, available: int | None = None) -> None:
 def check_dataset(dataset: Any) -> None:
     """A real-video layout lists (split files, class list, manifest rows) before a run directory exists;
     only listing, no decoding: unreadable videos are skipped and named by the loader."""
-    if dataset.is_synthetic:
+    from .data import user_datasets
+
+    if dataset.is_synthetic or dataset.name in user_datasets():  # a user dataset checks each item's shape
         return
     from .data.video import list_videos
 

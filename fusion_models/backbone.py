@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import adapter
+
 BACKBONES = ("small_cnn", "resnet18", "mobilenet_v3_small")
 DEFAULT_BACKBONE = "small_cnn"
 
@@ -168,28 +170,162 @@ class Backbone(nn.Module):
 
 
 def build_backbone(
-    name: str = DEFAULT_BACKBONE,
+    name: "str | Callable[[], nn.Module] | nn.Module" = DEFAULT_BACKBONE,
     *,
     in_channels: int = 3,
     pretrained: bool = False,
     width: int = 16,
     modality: str = "rgb",
+    weights: str | None = None,
 ) -> Backbone:
-    """The shared encoder ``name`` (one of ``BACKBONES``) with its first conv taking ``in_channels``
-    (``modality`` says what the stacked channels are, for the pretrained inflation rule)."""
-    if name == "small_cnn":
-        if pretrained:
-            raise ValueError("small_cnn has no pretrained weights; use pretrained=False or backbone='resnet18'")
-        features, dim = small_cnn(width), 4 * width
-    elif name in ("resnet18", "mobilenet_v3_small"):
-        features, dim = _torchvision(name, pretrained)
-    else:
-        import difflib
+    """The shared encoder ``name`` with its first conv taking ``in_channels`` (``modality`` says what the
+    stacked channels are, for the pretrained inflation rule).
 
-        close = difflib.get_close_matches(name, BACKBONES, n=2)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise ValueError(f"unknown backbone {name!r}{hint} (known: {', '.join(BACKBONES)})")
-    return Backbone(features, dim, name=name, pretrained=pretrained).inflate(in_channels, modality=modality)
+    ``name`` is one of ``BACKBONES``, ``"timm:NAME"`` (any ``timm.create_model`` name), ``"tv:NAME"`` (a
+    torchvision classification builder), a factory returning an ``nn.Module`` (called with no arguments), or
+    a module (deep-copied, so every model gets its own). Beyond the built-in three, the feature extractor,
+    its channel count D and (in TSM / slow fusion) the insertion points are read off the module structure
+    (``fusion_models.adapter``); a classifier that cannot be adapted raises ``AdaptError`` saying why.
+
+    ``pretrained=True`` loads the library's weights from the local cache only; ``weights=PATH`` loads a
+    local state-dict file (``.pth`` / ``.pt`` / ``.safetensors``) into the classifier first. Nothing is
+    ever downloaded; a missing file is a ``FileNotFoundError``.
+    """
+    if isinstance(name, str) and name in BACKBONES and weights is None:
+        if name == "small_cnn":
+            if pretrained:
+                raise ValueError("small_cnn has no pretrained weights; use pretrained=False or backbone='resnet18'")
+            features, dim = small_cnn(width), 4 * width
+        else:
+            features, dim = _torchvision(name, pretrained)
+        return Backbone(features, dim, name=name, pretrained=pretrained).inflate(in_channels, modality=modality)
+    label = backbone_label(name)
+    model = _classifier(name, label, pretrained=pretrained, weights=weights)
+    features = adapter.feature_chain(model, label=label)
+    dim = adapter.probe(features, features.get_submodule(_first_conv_path(features)).in_channels, label=label)[-1][1]
+    loaded = pretrained or weights is not None
+    return Backbone(features, dim, name=label, pretrained=loaded).inflate(in_channels, modality=modality)
+
+
+def backbone_label(name: object) -> str:
+    """The name a backbone is recorded under: the string itself, or a factory's / module's qualified name."""
+    if isinstance(name, str):
+        return name
+    if isinstance(name, nn.Module):
+        return type(name).__name__
+    return getattr(name, "__qualname__", None) or getattr(name, "__name__", None) or type(name).__name__
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise ``ValueError`` (one line, with close matches) unless ``name`` names a backbone; builds nothing."""
+    if name in BACKBONES:
+        return
+    lib, sep, model = name.partition(":")
+    if not sep or lib not in ("timm", "tv"):
+        _unknown(name, BACKBONES, f"known: {', '.join(BACKBONES)}, timm:NAME, tv:NAME")
+    _library_names(lib, model, name)
+
+
+def _unknown(name: str, choices, known: str) -> None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown backbone {name!r}{hint} ({known})")
+
+
+def _library_names(lib: str, model: str, name: str) -> None:
+    if lib == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise ValueError(f"backbone {name!r} needs timm: pip install 'fusionbench[timm]'") from None
+        names = timm.list_models()
+        if model not in names:
+            close = [f"timm:{n}" for n in __import__("difflib").get_close_matches(model, names, n=3, cutoff=0.6)]
+            _unknown(name, close, "see timm.list_models()")
+    else:
+        import torchvision.models as tvm
+
+        names = tvm.list_models(module=tvm)  # classification builders only
+        if model not in names:
+            _unknown(name, [f"tv:{n}" for n in names], "torchvision classification builders: torchvision.models.list_models()")
+
+
+def _classifier(name: object, label: str, *, pretrained: bool, weights: str | None) -> nn.Module:
+    """The whole classifier ``name`` names, with local weights loaded (see ``build_backbone``)."""
+    import copy
+
+    if weights is not None and not os.path.isfile(weights):
+        raise FileNotFoundError(f"backbone {label}: weights file {weights!r} does not exist")
+    if isinstance(name, str):
+        check_backbone_name(name)
+        lib, _, model_name = name.partition(":")
+        if name in BACKBONES:
+            lib, model_name = "tv", name
+        if lib == "timm":
+            model = _timm(model_name, pretrained=pretrained and weights is None)
+        else:
+            model = _tv(model_name, pretrained=pretrained and weights is None)
+    elif isinstance(name, nn.Module):
+        model = copy.deepcopy(name)
+    elif callable(name):
+        model = name()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"backbone factory {label} returned {type(model).__name__}, not an nn.Module")
+    else:
+        raise TypeError(f"backbone must be a name, an nn.Module or a factory returning one, got {type(name).__name__}")
+    if weights is not None:
+        _load_weights(model, weights, label)
+    return model
+
+
+def _tv(model_name: str, *, pretrained: bool) -> nn.Module:
+    import torchvision.models as tvm
+
+    w = tvm.get_model_weights(model_name).DEFAULT if pretrained else None
+    if w is not None:
+        _require_cached(w)
+    return tvm.get_model(model_name, weights=w)
+
+
+def _timm(model_name: str, *, pretrained: bool) -> nn.Module:
+    import timm
+
+    if not pretrained:
+        return timm.create_model(model_name, pretrained=False)
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    path = None
+    if cfg is not None and cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            hit = try_to_load_from_cache(cfg.hf_hub_id, fname)
+            if isinstance(hit, str):
+                path = hit
+                break
+    if path is None:
+        where = f"the Hugging Face cache (repo {cfg.hf_hub_id})" if cfg is not None and cfg.hf_hub_id else "no local cache"
+        raise FileNotFoundError(f"pretrained=True for timm:{model_name} needs its weights in {where}; this suite never "
+                                f"downloads. Copy them there, pass weights=PATH, or use pretrained=False.")
+    return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": path})
+
+
+def _load_weights(model: nn.Module, path: str, label: str) -> None:
+    """Load a local state dict; the classifier head's keys may be missing or differ (the head is dropped)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    own = model.state_dict()
+    shaped = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not shaped:
+        raise ValueError(f"backbone {label}: no tensor in {path} matches the model's state dict (wrong file?)")
+    model.load_state_dict(shaped, strict=False)
 
 
 BackboneFactory = Callable[..., Backbone]

@@ -101,6 +101,13 @@ def convert_to_3d(features: nn.Module, *, factorized: bool, from_weights: bool =
         elif isinstance(module, nn.MaxPool2d):
             k, s, p = (nn.modules.utils._pair(v) for v in (module.kernel_size, module.stride, module.padding))
             new = nn.MaxPool3d((1, *k), (1, *s), (0, *p), ceil_mode=module.ceil_mode)
+        elif isinstance(module, nn.AvgPool2d):  # timm's avg-pool downsample shortcuts
+            k, s, p = (nn.modules.utils._pair(v) for v in (module.kernel_size, module.stride, module.padding))
+            # a spatial stride 2 also halves time (temporal kernel 1, stride 2), as the stride-2 conv on the
+            # residual branch does: both give ceil(T/2) steps, with or without ceil_mode
+            st = 2 if s[0] == 2 else 1
+            new = nn.AvgPool3d((1, *k), (st, *s), (0, *p), ceil_mode=module.ceil_mode,
+                               count_include_pad=module.count_include_pad, divisor_override=module.divisor_override)
         elif isinstance(module, nn.AdaptiveAvgPool2d):
             if nn.modules.utils._pair(module.output_size) != (1, 1):
                 raise TypeError(f"convert_to_3d: AdaptiveAvgPool2d({module.output_size}) at {name!r} is not global")

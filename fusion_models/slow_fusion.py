@@ -17,7 +17,10 @@ whereas the paper's stride 2 drops frames unless T is a multiple of 8. Karpathy 
 4 -> 2 -> 2 with stride 2 on 10 frames; here every fusing stage has extent 2 so the stages are the
 backbone's own (only their entry convs get 2C inputs), keeping the width budget of the shared encoder.
 
-Where the three fusing stages are (each one's entry convs read the paired input; none has an identity path):
+Where the three fusing stages are is read off the backbone's structure (``adapter.fusion_stages``, no
+table per name): the last three units (nested ``Sequential``s expanded) that lower the spatial resolution,
+after the stem; each one's entry convs (those reading its input, through parameter-free layers) get 2C
+inputs. For the built-in three this gives (none has an identity path):
 - ``small_cnn``: blocks 2, 3, 4;
 - ``resnet18``: ``layer2``, ``layer3``, ``layer4`` (their first BasicBlock's ``conv1`` and ``downsample``);
 - ``mobilenet_v3_small``: ``features[2]``, ``[4]``, ``[9]`` (the stride-2 blocks' 1x1 expansion convs).
@@ -27,21 +30,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, inflate_conv
+from .adapter import fusion_stages, units
+from .backbone import Backbone, _set_submodule, inflate_conv
 from .clip import ClipSpec
 from .encoder import EncoderArgs
 from .layers import ClassifierHead
 from .registry import register_model
 
 STAGES = 3  # fusing stages, each of temporal extent 2
-
-# backbone -> {index in features: paths (inside that child) of the convs that read the child's input}
-FUSION_SITES: dict[str, dict[int, tuple[str, ...]]] = {
-    "small_cnn": {1: ("0",), 2: ("0",), 3: ("0",)},
-    "resnet18": {i: ("0.conv1", "0.downsample.0") for i in (5, 6, 7)},
-    "mobilenet_v3_small": {i: ("block.0.0",) for i in (2, 4, 9)},
-}
-
 
 def frames_ok(frames: int, temporal_stride: int) -> bool:
     """Whether every fusing stage gets whole pairs of time steps from a clip of ``frames``."""
@@ -69,16 +65,14 @@ class SlowFusion(nn.Module):
         super().__init__()
         if temporal_stride not in (1, 2):
             raise ValueError(f"slow_fusion: temporal_stride must be 1 or 2, got {temporal_stride!r}")
-        if backbone.name not in FUSION_SITES:
-            raise ValueError(f"slow_fusion: no fusion stages defined for backbone {backbone.name!r}")
-        self.fuse_at = tuple(FUSION_SITES[backbone.name])
-        for index, paths in FUSION_SITES[backbone.name].items():
-            stage = backbone.features[index]
+        stages = fusion_stages(backbone.features, backbone.in_channels, count=STAGES, label=backbone.name)
+        self.fuse_at = tuple(i for i, _ in stages)
+        for _, paths in stages:
             for path in paths:
-                conv = stage.get_submodule(path)
+                conv = backbone.features.get_submodule(path)
                 new = inflate_conv(conv, 2 * conv.in_channels, from_weights=backbone.pretrained)
-                parent_path, _, leaf = path.rpartition(".")
-                setattr(stage.get_submodule(parent_path) if parent_path else stage, leaf, new)
+                _set_submodule(backbone.features, path, new)
+        self.units = [m for _, m in units(backbone.features)]  # plain list: the modules live in backbone
         self.backbone = backbone
         self.head = head
         self.temporal_stride = temporal_stride
@@ -96,7 +90,7 @@ class SlowFusion(nn.Module):
     def top_maps(self, clip: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W] -> [B, T3, D, h, w]``: the last stage's maps, one per fused time window."""
         x = clip
-        for i, stage in enumerate(self.backbone.features):
+        for i, stage in enumerate(self.units):
             if i in self.fuse_at:
                 x = pair_frames(x, self.temporal_stride)
             x = stage(x.flatten(0, 1)).unflatten(0, x.shape[:2])

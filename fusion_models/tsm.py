@@ -11,9 +11,12 @@ The shift is data movement: no parameter and no multiply-add, so ``tsm`` has exa
 parameters and (up to the zero-padding copies) its MACs; the only thing that differs is that neighbouring
 frames exchange a quarter of their channels inside every block.
 
-Where the shift goes (always on the *residual branch*, the paper's "residual shift", so the identity path
-keeps each frame's own features):
-- ``small_cnn``: before the conv of every block after the first (the first sees RGB pixels);
+Where the shift goes is read off the backbone's structure (``adapter.shift_sites``, no table per name):
+before the first conv of every outermost *residual* module (one whose forward adds two tensors that both
+depend on its input: the paper's "residual shift", so the identity path keeps each frame's own features);
+a backbone with no residual module gets the in-place shift before every conv but the first (which sees
+pixels). For the built-in three this gives:
+- ``small_cnn``: before the conv of every block after the first;
 - ``resnet18``: before ``conv1`` of every BasicBlock;
 - ``mobilenet_v3_small``: before the first conv of every inverted-residual block that has a residual.
 
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .adapter import shift_sites
 from .backbone import Backbone
 from .clip import ClipSpec
 from .encoder import EncoderArgs
@@ -67,29 +71,10 @@ class TemporalShift(nn.Module):
         return self.net(x)
 
 
-def _shift_sites(features: nn.Module, backbone: str) -> list[tuple[str, int]]:
-    """``(module path inside features, its input channels)`` for every place a shift goes."""
-    if backbone == "small_cnn":
-        return [(f"{i}.0", features[i][0].in_channels) for i in range(1, len(features))]
-    if backbone == "resnet18":
-        from torchvision.models.resnet import BasicBlock
-
-        return [(f"{n}.conv1", m.conv1.in_channels) for n, m in features.named_modules() if isinstance(m, BasicBlock)]
-    if backbone == "mobilenet_v3_small":
-        from torchvision.models.mobilenetv3 import InvertedResidual
-
-        return [
-            (f"{n}.block.0", m.block[0][0].in_channels)
-            for n, m in features.named_modules()
-            if isinstance(m, InvertedResidual) and m.use_res_connect
-        ]
-    raise ValueError(f"tsm: no shift placement defined for backbone {backbone!r}")
-
-
 def insert_temporal_shift(enc: Backbone, *, fold_div: int = 8) -> list[TemporalShift]:
     """Wrap ``enc``'s block-entry modules in ``TemporalShift`` (in place); returns the wrappers."""
     shifts = []
-    for path, channels in _shift_sites(enc.features, enc.name):
+    for path, channels in shift_sites(enc.features):
         parent_path, _, leaf = path.rpartition(".")
         parent = enc.features.get_submodule(parent_path)
         shift = TemporalShift(getattr(parent, leaf), channels, fold_div=fold_div)

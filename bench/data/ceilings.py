@@ -41,7 +41,9 @@ def ceiling_for(dataset_name: str, family: str) -> dict[str, float]:
     ``{}`` for real datasets, whose ceilings are unknown."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
-    if dataset_name in REAL_DATASETS:
+    from .user import user_datasets
+
+    if dataset_name in REAL_DATASETS or dataset_name in user_datasets():
         return {}
     if dataset_name not in CEILINGS:
         raise ValueError(f"unknown dataset {dataset_name!r}; known: {', '.join([*CEILINGS, *REAL_DATASETS])}")

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fusion_models.clip import ClipSpec
 
+from .user import UserClips, user_datasets
 from .spec import SPLITS, DatasetSpec
 from .synthetic import SyntheticClips
 from .video import VideoClips
@@ -28,6 +29,8 @@ def build_dataset(spec: DatasetSpec, clip: ClipSpec | None = None, split: str = 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     clip = clip or ClipSpec()
+    if spec.name in user_datasets():
+        return UserClips(spec.name, clip, split=split, seed=seed)  # type: ignore[return-value]
     if spec.is_synthetic:
         ds = SyntheticClips(spec, clip, split=split, seed=seed)
         return ds.materialise() if spec.cache else ds
@@ -73,11 +76,16 @@ class BatchView(Dataset):
         self.ds, self.dtype, self.with_video = ds, dtype, video_index
 
     def __getitem__(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
-        if hasattr(self.ds, "batch_kept"):  # real video: a clip that fails to decode is left out, and named
+        if hasattr(self.ds, "batch_float"):  # a user dataset (bench/data/user.py): float clips as given
+            clips, labels = self.ds.batch_float(keys)
+            if self.dtype == torch.uint8:
+                raise ValueError(f"dataset {self.ds.name!r} yields float clips; uint8 batches are not available")
+        elif hasattr(self.ds, "batch_kept"):  # real video: a clip that fails to decode is left out, and named
             clips, labels, keys = self.ds.batch_kept(keys)
         else:
             clips, labels = self.ds.batch_uint8(keys)
-        clips = clips if self.dtype == torch.uint8 else clips.float().div_(255)
+        if not hasattr(self.ds, "batch_float"):
+            clips = clips if self.dtype == torch.uint8 else clips.float().div_(255)
         if self.with_video:
             return clips, labels, torch.tensor([self.ds.video_index[i] for i, _ in keys], dtype=torch.int64)
         return clips, labels

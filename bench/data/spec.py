@@ -49,8 +49,10 @@ class DatasetSpec:
     time_reverse: bool = False         # random temporal reversal (train; refused on synthetic: swaps classes)
 
     def __post_init__(self) -> None:
-        if self.name not in DATASETS:
-            raise ValueError(f"unknown dataset {self.name!r}; choose from {', '.join(DATASETS)}")
+        from .user import user_datasets  # registered with bench.data.register_dataset
+
+        if self.name not in DATASETS and self.name not in user_datasets():
+            raise ValueError(f"unknown dataset {self.name!r}; choose from {', '.join([*DATASETS, *user_datasets()])}")
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose from {', '.join(DECODERS)}")
         if self.sampling not in SAMPLINGS:
@@ -88,7 +90,7 @@ class DatasetSpec:
                     "(flip swaps left/right, reversal swaps directions/orders, stride breaks permutations); "
                     "turn them off"
                 )
-        elif self.root is None:
+        elif self.root is None and self.name not in user_datasets():
             raise ValueError(f"dataset {self.name!r} needs root= (a folder, CSV manifest or dataset root)")
 
     @property
