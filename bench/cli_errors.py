@@ -24,6 +24,8 @@ from typer.core import TyperGroup
 
 from .results import RunLockedError, short_path
 
+_ABORT: Any = getattr(click.exceptions, "Abort", ())  # click's Abort; typer's vendored click has none
+
 # What a user can cause (and fix): shown as their message alone. Anything else is "internal error: ...".
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, MemoryError, RunLockedError)
 
@@ -88,7 +90,7 @@ class OneLineGroup(TyperGroup):
                 cmd = exc.ctx.command_path if getattr(exc, "ctx", None) else "bench"
                 print_error(f"{exc.format_message()} (see: {cmd} --help)")
                 code = exc.exit_code if exc.exit_code else 2
-            except click.exceptions.Abort:
+            except _ABORT:  # click's Abort (typer's vendored click has none: catches nothing there)
                 print_error("aborted")
                 code = 1
             except KeyboardInterrupt as exc:
