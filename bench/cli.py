@@ -71,6 +71,10 @@ def list_cmd(
 
 
 # ---------------------------------------------------------------------------------------------- run
+CLIP_HELP = ("training clip T<frames>x<H>x<W>, e.g. T8x32x32: the one clip syntax, as in --cost-clip "
+             "(--frames and --size set its parts)")
+
+
 CONFIG_HELP = ("TOML (or YAML) file of run settings: models, seeds, profile, any spec field (lr, backbone, "
                "batch_size, ...) and a vary table of field = list of values; options given on the command line win")
 
@@ -87,8 +91,9 @@ def run_cmd(
     models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
     dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
     root: Optional[str] = typer.Option(None, help="dataset root for real videos (folder, CSV manifest, UCF/HMDB root)"),
-    frames: Optional[int] = typer.Option(None, help="frames T of the training clip"),
-    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32"),
+    clip: Optional[str] = typer.Option(None, "--clip", help=CLIP_HELP),
+    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (the T of --clip)"),
+    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
     batch_size: Optional[int] = typer.Option(None, help="training batch size"),
     epochs: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
@@ -97,7 +102,8 @@ def run_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
     backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
-    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, e.g. T16x112x112, or 'off'"),
+    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
+                                                          "T16x112x112), or 'off'"),
     cost_backbone: Optional[str] = typer.Option(None, help="backbone at the deployment clip (default resnet18)"),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
     noise: Optional[float] = typer.Option(None, help="synthetic: additive noise sigma"),
@@ -141,10 +147,25 @@ def run_cmd(
         cfg = _config(config, ctx)
         if cfg is not None and cfg.vary:
             raise ValueError(f"config {config}: a [vary] table is a sweep; run it with bench ablate --config {config}")
-        spec = _configured(build_run_spec(_with_config(opts, cfg, ctx), resolved_device=dev), cfg, ctx)
+        spec = _with_clip(_configured(build_run_spec(_with_config(opts, cfg, ctx), resolved_device=dev), cfg, ctx),
+                          clip, frames, size)
         ray = _launch(ctx, nproc, executor, address, [spec])
     notice = f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)") if device == "auto" else None
     _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice, fmt_name=format)
+
+
+def _with_clip(spec, clip: str | None, frames: int | None, size: str | None):
+    """``spec`` with the training clip ``--clip`` sets (T, H and W at once)."""
+    if clip is None:
+        return spec
+    if frames is not None or size is not None:
+        raise ValueError("--clip sets frames and size at once; give --clip or --frames/--size, not both")
+    from .fields import apply_field
+    from .validate import check_run_spec
+
+    spec, _ = apply_field(spec, "clip", clip)
+    check_run_spec(spec)
+    return spec
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -192,13 +213,15 @@ def ablate_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
     epochs: Optional[int] = typer.Option(None, help="training epochs"),
-    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (where not varied)"),
-    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32"),
+    clip: Optional[str] = typer.Option(None, "--clip", help=CLIP_HELP),
+    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (the T of --clip)"),
+    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
     batch_size: Optional[int] = typer.Option(None, help="training batch size"),
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
     amp: str = typer.Option("none", help="latency under autocast: none | fp16 | bf16"),
-    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, e.g. T16x112x112, or 'off'"),
+    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
+                                                          "T16x112x112), or 'off'"),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
     out: Path = typer.Option(Path("results"), help="results root"),
     executor: str = typer.Option("local", help="local | ray (one Ray task per point x model x seed)"),
@@ -222,7 +245,8 @@ def ablate_cmd(
             device=device, measure=measure, epochs=epochs, frames=frames, size=size, batch_size=batch_size, lr=lr,
             backbone=backbone, amp=amp, cost_clip=cost_clip, threads=threads), cfg, ctx)
         dev = resolve_device(opts.device)
-        points = ablation_points(_configured(build_run_spec(opts, resolved_device=dev), cfg, ctx), grid)
+        points = ablation_points(_with_clip(_configured(build_run_spec(opts, resolved_device=dev), cfg, ctx),
+                                            clip, frames, size), grid)
         ray = _launch(ctx, None, executor, address, points)
     _execute(points, out, run_id=None, prefix="ablate", ctx=ctx, ray=ray, fmt_name=format)
 

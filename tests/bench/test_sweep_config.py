@@ -111,3 +111,16 @@ def test_recorded_command_reruns_verbatim_with_booleans_and_lists(tmp_path):
     for k in a:
         for col in ("acc_top1", "params", "first_conv_params", "status"):
             assert a[k].get(col) == b[k].get(col), (k, col)  # bit for bit on the same machine and thread count
+
+
+def test_clip_option_is_the_one_clip_syntax(tmp_path):
+    res = invoke("run", "--models", "pool_avg", "--clip", "T3x24x24", "--profile", "smoke", "--measure", "params",
+                 "--device", "cpu", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    (run_dir,) = tmp_path.iterdir()
+    train = [r for r in _records(run_dir) if r["scale"] == "train"]
+    assert {(r["frames"], r["height"], r["width"]) for r in train} == {(3, 24, 24)}
+    both = invoke("run", "--clip", "T3x24x24", "--frames", "4", "--out", tmp_path / "x")
+    assert both.exit_code == 2 and "--clip or --frames/--size" in both.output
+    bad = invoke("run", "--clip", "8by32", "--out", tmp_path / "y")
+    assert bad.exit_code == 2 and "T8x32x32" in bad.output and "Traceback" not in bad.output
