@@ -52,7 +52,7 @@ class RunProgress:
             p.update(self.step, completed=info["step"] + 1, info=f"loss {info['loss']:.3f}")
         elif event == "train_epoch_end":
             p.advance(self.epoch)
-            p.update(self.epoch, info=f"train acc {info['train_acc']:.2f}")
+            p.update(self.epoch, info=f"train acc {100 * info['train_acc']:.1f} %")
         elif event == "measure_start":
             p.update(self.step, visible=False)
             p.update(self.epoch, visible=True, total=1, completed=0,
@@ -74,7 +74,8 @@ def _record_line(r: dict) -> str:
         return f"{head} [red]{r['status']}[/red]: {str(r.get('error'))[:160]}"
     m = r["measurement"]
     if m == "accuracy":
-        body = f"top-1 {fmt(r.get('acc_top1'), '.3f')} (ceiling {fmt(r.get('ceiling_top1'), '.2f')}) in {fmt(r.get('train_time_s'), '.1f')} s"
+        body = (f"top-1 {fmt(_pct(r.get('acc_top1')), '.1f')} % (ceiling {fmt(_pct(r.get('ceiling_top1')), '.0f')} %) "
+                f"in {fmt(r.get('train_time_s'), '.1f')} s")
     elif m == "params":
         body = f"{fmt(r.get('params'), ',')} params, first conv {fmt(r.get('first_conv_params'), ',')}"
     elif m == "flops":

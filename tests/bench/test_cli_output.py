@@ -52,3 +52,11 @@ def test_run_summary_json_in_percent_and_ablation_one_row_per_point(tmp_path):
         ("pool_avg", "frames=2"), ("pool_avg", "frames=3"), ("single_frame", "frames=2"), ("single_frame", "frames=3")]
     for r in rows:
         assert 0 <= r["top-1 %"] <= 100 and 0 < r["ceiling %"] <= 100 and r["ceiling %"] > 1
+
+
+def test_progress_lines_give_accuracy_in_percent():
+    from bench.console import _record_line
+
+    line = _record_line(dict(model="two_stream_gated", measurement="accuracy", scale="train", status="ok",
+                             acc_top1=0.2862499952316284, ceiling_top1=0.25, train_time_s=3.2))
+    assert "two_stream_gated" in line and "28.6 %" in line and "ceiling 25 %" in line and "0.286" not in line
