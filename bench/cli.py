@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional
 import typer
 
 from .cli_errors import USER_ERRORS, OneLineGroup, Terminated, one_line, sigterm_as_interrupt
-from .console import RunProgress, err_console, fail, fmt, out_console, summary_table
+from .console import FORMAT_HELP, RunProgress, check_format, emit_rows, err_console, fail, fmt, out_console, summary_rows
 from .results import short_path
 
 # OneLineGroup renders parse errors, known and unexpected exceptions as one line + exit 2 (bench/cli_errors.py)
@@ -44,6 +44,10 @@ def _command_line(ctx: typer.Context | None = None) -> str:
             parts += [shlex.quote(str(v)) for v in (value if isinstance(value, (list, tuple)) else [value])]
             continue
         flag = param.opts[0]
+        if getattr(param, "is_flag", False) and isinstance(value, bool):  # --channels-last, --macs/--no-macs
+            if value or param.secondary_opts:
+                parts.append(flag if value else param.secondary_opts[0])
+            continue
         for v in value if isinstance(value, (list, tuple)) else [value]:
             parts += [flag, shlex.quote(str(v))]
     return " ".join(parts)
@@ -64,25 +68,27 @@ def _plugins(plugin: List[str] = typer.Option([], "--plugin", help="file (or mod
 def list_cmd(
     pattern: Optional[str] = typer.Argument(None, help="wildcard(s), e.g. 'pool_*' or 'lstm,conv_lstm'"),
     macs: bool = typer.Option(True, "--macs/--no-macs", help="count GMACs at the default clip (fvcore)"),
+    format: str = typer.Option("table", "--format", help=FORMAT_HELP),
 ) -> None:
     """Registered models: family, where time is fused, order-aware, needs flow, params/GMACs at the default clip."""
     from .catalog import model_table
 
     with user_errors():
+        check_format(format)
         rows = model_table(pattern, with_macs=macs)
-    from rich.table import Table
-
-    t = Table(title="models at the default clip (T=8, 32x32, small_cnn, K=16)")
-    for col in rows[0].keys():
-        t.add_column(col, justify="right" if col in ("params", "first conv params", "GMACs") else "left")
-    for r in rows:
-        t.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else
-                    (f"{v:.4f}" if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v)))
-                    for v in r.values()])
-    out_console.print(t)
+    emit_rows(rows, format, title="models at the default clip (T=8, 32x32, small_cnn, K=16)",
+              left=("model", "family", "fuses time at", "order-aware", "needs flow"))
 
 
 # ---------------------------------------------------------------------------------------------- run
+CLIP_HELP = ("training clip T<frames>x<H>x<W>, e.g. T8x32x32: the one clip syntax, as in --cost-clip "
+             "(--frames and --size set its parts)")
+
+
+CONFIG_HELP = ("TOML (or YAML) file of run settings: models, seeds, profile, any spec field (lr, backbone, "
+               "batch_size, ...) and a vary table of field = list of values; options given on the command line win")
+
+
 def _run_options(**kw):
     from .plan import RunOptions
 
@@ -95,8 +101,9 @@ def run_cmd(
     models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
     dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
     root: Optional[str] = typer.Option(None, help="dataset root for real videos (folder, CSV manifest, UCF/HMDB root)"),
-    frames: Optional[int] = typer.Option(None, help="frames T of the training clip"),
-    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32"),
+    clip: Optional[str] = typer.Option(None, "--clip", help=CLIP_HELP),
+    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (the T of --clip)"),
+    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
     batch_size: Optional[int] = typer.Option(None, help="training batch size"),
     epochs: Optional[int] = typer.Option(None, help="fixed length: exactly N epochs, no early stop (default: train "
                                                      "to a plateau, docs/accuracy.md)"),
@@ -111,7 +118,8 @@ def run_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
     backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
-    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, e.g. T16x112x112, or 'off'"),
+    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
+                                                          "T16x112x112), or 'off'"),
     cost_backbone: Optional[str] = typer.Option(None, help="backbone at the deployment clip (default resnet18)"),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
     noise: Optional[float] = typer.Option(None, help="synthetic: additive noise sigma"),
@@ -128,17 +136,21 @@ def run_cmd(
                                                    "(spawns torchrun; global batch = --batch-size)"),
     executor: str = typer.Option("local", help="local | ray (one Ray task per point x model x seed)"),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join: auto | HOST:PORT (default: local Ray)"),
+    format: str = typer.Option("table", "--format", help="the closing summary: " + FORMAT_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Train and measure the selected models on identical clips; records land in results/<run-id>/."""
     from .config import parse_int_list
     from .plan import build_run_spec
     from .measure import resolve_device
 
+    with user_errors():
+        check_format(format)
     if resume is not None:
         with user_errors():
             _check_resume_flags(ctx, resume)
             ray = _launch(ctx, nproc, executor, address, None)
-        return _resume(resume, out, ctx, ray=ray)
+        return _resume(resume, out, ctx, ray=ray, fmt_name=format)
     with user_errors():
         dev = resolve_device(device)
         opts = _run_options(
@@ -149,30 +161,91 @@ def run_cmd(
             noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
             amp=amp, channels_last=channels_last, compile=compile,
         )
-        spec = build_run_spec(opts, resolved_device=dev)
+        cfg = _config(config, ctx)
+        if cfg is not None and cfg.vary:
+            raise ValueError(f"config {config}: a [vary] table is a sweep; run it with bench ablate --config {config}")
+        spec = _with_clip(_configured(build_run_spec(_with_config(opts, cfg, ctx), resolved_device=dev), cfg, ctx),
+                          clip, frames, size)
         ray = _launch(ctx, nproc, executor, address, [spec])
     notice = f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)") if device == "auto" else None
-    _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice)
+    _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice, fmt_name=format)
+
+
+def _with_clip(spec, clip: str | None, frames: int | None, size: str | None):
+    """``spec`` with the training clip ``--clip`` sets (T, H and W at once)."""
+    if clip is None:
+        return spec
+    if frames is not None or size is not None:
+        raise ValueError("--clip sets frames and size at once; give --clip or --frames/--size, not both")
+    from .fields import apply_field
+    from .validate import check_run_spec
+
+    spec, _ = apply_field(spec, "clip", clip)
+    check_run_spec(spec)
+    return spec
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """Names of the options the user set explicitly (they win over a config file)."""
+    return {p.name for p in ctx.command.params
+            if (src := ctx.get_parameter_source(p.name)) is not None and src.name != "DEFAULT"}
+
+
+def _config(path: Path | None, ctx: typer.Context):
+    from .sweep_config import load_config
+
+    return load_config(path) if path is not None else None
+
+
+def _with_config(opts, cfg, ctx: typer.Context):
+    from .sweep_config import with_run_keys
+
+    return with_run_keys(opts, cfg, _given(ctx))
+
+
+def _configured(spec, cfg, ctx: typer.Context):
+    """``spec`` with the config file's fields (those the command line did not set explicitly)."""
+    if cfg is None:
+        return spec
+    from .sweep_config import apply_fields
+    from .validate import check_run_spec
+
+    spec = apply_fields(spec, cfg.fields, source=f"config {cfg.path}", skip=tuple(_given(ctx)))
+    check_run_spec(spec)
+    return spec
 
 
 @app.command("ablate")
 def ablate_cmd(
     ctx: typer.Context,
-    vary: List[str] = typer.Option(..., "--vary", help="KNOB=V1,V2,... (repeatable): frames, size, noise, camera, "
-                                                         "distractors, texture, batch, epochs, backbone"),
-    models: str = typer.Option("all", "--models", "-m"),
-    dataset: str = typer.Option("synthetic"),
-    root: Optional[str] = typer.Option(None),
-    seeds: str = typer.Option("0"),
-    profile: str = typer.Option("quick"),
-    device: str = typer.Option("auto"),
-    measure: Optional[str] = typer.Option(None),
-    epochs: Optional[int] = typer.Option(None),
-    cost_clip: Optional[str] = typer.Option(None),
-    threads: Optional[int] = typer.Option(None),
-    out: Path = typer.Option(Path("results")),
+    vary: List[str] = typer.Option([], "--vary", help="FIELD=V1,V2,... (repeatable), over any spec field: the knobs "
+                                                       "frames, size, noise, camera, distractors, texture, batch, "
+                                                       "epochs, backbone, or lr, batch_size, amp, ... (a wrong name "
+                                                       "lists them all); list fields join items with +"),
+    models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
+    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
+    root: Optional[str] = typer.Option(None, help="dataset root for real videos"),
+    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
+    profile: str = typer.Option("quick", help="smoke | quick | full"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs"),
+    clip: Optional[str] = typer.Option(None, "--clip", help=CLIP_HELP),
+    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (the T of --clip)"),
+    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
+    batch_size: Optional[int] = typer.Option(None, help="training batch size"),
+    lr: Optional[float] = typer.Option(None, help="learning rate"),
+    backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
+    amp: str = typer.Option("none", help="latency under autocast: none | fp16 | bf16"),
+    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
+                                                          "T16x112x112), or 'off'"),
+    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
+    out: Path = typer.Option(Path("results"), help="results root"),
     executor: str = typer.Option("local", help="local | ray (one Ray task per point x model x seed)"),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join: auto | HOST:PORT (default: local Ray)"),
+    format: str = typer.Option("table", "--format", help="the closing summary (one row per model and point): "
+                                                         + FORMAT_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """A grid over knobs; every point is an ordinary run point in one run directory."""
     from .config import parse_int_list
@@ -180,14 +253,19 @@ def ablate_cmd(
     from .measure import resolve_device
 
     with user_errors():
-        grid = parse_vary(vary)
-        dev = resolve_device(device)
-        opts = _run_options(models=models, dataset=dataset, root=root, seeds=parse_int_list(seeds, what="--seeds"),
-                            profile=profile, device=device, measure=measure, epochs=epochs, cost_clip=cost_clip,
-                            threads=threads)
-        points = ablation_points(build_run_spec(opts, resolved_device=dev), grid)
+        check_format(format)
+        cfg = _config(config, ctx)
+        grid = parse_vary(vary) if vary or cfg is None or not cfg.vary else []
+        grid += [(k, v) for k, v in (cfg.vary if cfg else []) if k not in {g for g, _ in grid}]  # --vary wins
+        opts = _with_config(_run_options(
+            models=models, dataset=dataset, root=root, seeds=parse_int_list(seeds, what="--seeds"), profile=profile,
+            device=device, measure=measure, epochs=epochs, frames=frames, size=size, batch_size=batch_size, lr=lr,
+            backbone=backbone, amp=amp, cost_clip=cost_clip, threads=threads), cfg, ctx)
+        dev = resolve_device(opts.device)
+        points = ablation_points(_with_clip(_configured(build_run_spec(opts, resolved_device=dev), cfg, ctx),
+                                            clip, frames, size), grid)
         ray = _launch(ctx, None, executor, address, points)
-    _execute(points, out, run_id=None, prefix="ablate", ctx=ctx, ray=ray)
+    _execute(points, out, run_id=None, prefix="ablate", ctx=ctx, ray=ray, fmt_name=format)
 
 
 def _launch(ctx: typer.Context, nproc: int | None, executor: str, address: str | None, points):
@@ -240,7 +318,7 @@ def _forwarded_args(ctx: typer.Context, drop: tuple[str, ...]) -> list[str]:
 
 
 # Flags that say how to run, not what: a resume may set them (everything else comes from run.json).
-RESUME_FLAGS = ("resume", "out", "nproc", "executor", "address")
+RESUME_FLAGS = ("resume", "out", "nproc", "executor", "address", "format")
 
 
 def _check_resume_flags(ctx: typer.Context, resume: str) -> None:
@@ -254,7 +332,7 @@ def _check_resume_flags(ctx: typer.Context, resume: str) -> None:
                          f"{', '.join(given)} (start a new run for that)")
 
 
-def _resume(run: str, out: Path, ctx: typer.Context | None = None, ray=None) -> None:
+def _resume(run: str, out: Path, ctx: typer.Context | None = None, ray=None, fmt_name: str = "table") -> None:
     from .config import run_spec_from_dict
     from .distributed import launched_by_torchrun
 
@@ -274,7 +352,7 @@ def _resume(run: str, out: Path, ctx: typer.Context | None = None, ray=None) -> 
         for msg in ([lock.repaired] if lock is not None and lock.repaired else []) + report.messages():
             err_console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
         err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
-    _execute(points, out, run_id=store.run_id, store=store, ctx=ctx, ray=ray)
+    _execute(points, out, run_id=store.run_id, store=store, ctx=ctx, ray=ray, fmt_name=fmt_name)
 
 
 def _open_for_resume(run: str, out: Path, writer: bool, ctx: typer.Context | None):
@@ -294,7 +372,7 @@ def _hold_lock(store, ctx: typer.Context | None):
 
 
 def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None,
-             ctx: typer.Context | None = None, ray=None, notice: str | None = None) -> None:
+             ctx: typer.Context | None = None, ray=None, notice: str | None = None, fmt_name: str = "table") -> None:
     from .distributed import launched_by_torchrun
     from .results import RunStore, new_run_id
     from .runner import Runner, finish_run, start_run
@@ -353,9 +431,9 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
             ray.shutdown()
     with user_errors():
         finish_run(store, summary, "complete")
-    out_console.print(summary_table(store.records(), title=f"run {store.run_id}"))
+    emit_rows(summary_rows(store.records()), fmt_name, title=f"run {store.run_id}")
     bad = {k: v for k, v in summary.counts.items() if k != "ok"}
-    out_console.print(
+    (out_console if fmt_name == "table" else err_console).print(  # csv/json: stdout holds the data alone
         f"{sum(summary.counts.values())} record(s) in {summary.wall_time_s:.0f} s"
         + (f" ({', '.join(f'{v} {k}' for k, v in bad.items())})" if bad else "")
         + (f", {summary.skipped} already recorded" if summary.skipped else "")
@@ -379,20 +457,22 @@ def _mark(store, summary, status: str) -> bool:
 @app.command("report")
 def report_cmd(
     runs: List[str] = typer.Argument(..., help="run id(s), paths, or 'latest'"),
-    format: str = typer.Option("md,html", "--format", help="md, html or both"),
+    format: str = typer.Option("md,html", "--format", help="any of md,html,tex, comma-separated (tex: report.tex "
+                                                           "and tables/main.tex, booktabs)"),
     results: Path = typer.Option(Path("results"), help="results root"),
     out: Path = typer.Option(Path("reports"), help="reports root"),
     include_flagged: bool = typer.Option(False, "--include-flagged",
                                          help="keep latencies flagged noisy/contended on the Pareto front"),
 ) -> None:
-    """Markdown + self-contained HTML report (tables, figures) in reports/<run-id>/."""
+    """Markdown, self-contained HTML and/or LaTeX report (tables; figures as PNG, PDF, SVG) in reports/<run-id>/."""
     from .report import build_report
+    from .report.build import FORMATS
 
     with user_errors():
         formats = tuple(f.strip() for f in format.split(",") if f.strip())
-        bad = [f for f in formats if f not in ("md", "html")]
+        bad = [f for f in formats if f not in FORMATS]
         if bad or not formats:
-            raise ValueError(f"--format takes md, html or md,html; got {format!r}")
+            raise ValueError(f"--format takes any of {', '.join(FORMATS)} (comma-separated); got {format!r}")
         res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats,
                            include_flagged=include_flagged)
     out_console.print(f"report: {res.out_dir}")
@@ -408,39 +488,39 @@ def compare_cmd(
     baseline: str = typer.Option("single_frame", help="baseline model (one-run comparison)"),
     results: Path = typer.Option(Path("results"), help="results root"),
     out: Optional[Path] = typer.Option(None, help="where to write the table and figure (default: reports/compare-...)"),
+    format: str = typer.Option("table", "--format", help=FORMAT_HELP),
 ) -> None:
     """Latency (or any metric) of strategies relative to a baseline, or of two runs, with Mann-Whitney U tests."""
     from .report import compare_runs
 
     with user_errors():
+        check_format(format)
         res = compare_runs(run_a, run_b, metric=metric, baseline=baseline, results_root=str(results),
                            out_dir=str(out) if out else None)
-    from rich.table import Table
-
     for diff in res.differences:  # before any number: the two runs were not set up alike
         err_console.print(f"[yellow]warning:[/yellow] {diff}", highlight=False)
-    df = res.table
     two = run_b is not None
-    for group, g in df.groupby("group", sort=False):
-        t = Table(title=f"{metric}, {group}: " + (f"B={run_b} / A={run_a}" if two else f"relative to {baseline}"))
-        t.add_column("model", no_wrap=True)
-        show_status = bool((g["status"] != "ok").any())
-        for head in (("A", "B") if two else ("value", "base")) + ("ratio", "95% CI", "p (Holm)") + (
-                ("status",) if show_status else ()):
-            t.add_column(head, justify="left" if head == "status" else "right", no_wrap=True)
-        for _, r in g.iterrows():
-            vals = (r["value_a"], r["value_b"]) if two else (r["value"], r["baseline_value"])
-            ci = (f"{r['ratio_ci_low']:.3g}-{r['ratio_ci_high']:.3g}"
-                  if "ratio_ci_low" in r and r["ratio_ci_low"] == r["ratio_ci_low"] else "-")
-            p = r.get("p_holm", float("nan"))
-            pv = "-" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4") + f" {r.get('signif', '')}".rstrip()
-            t.add_row(str(r["model"]), *[fmt(v) for v in vals], fmt(r["ratio"]), ci, pv,
-                      *((str(r["status"]),) if show_status else ()))
-        out_console.print(t)
+    rows = []
+    for _, r in res.table.iterrows():
+        ci = (f"{r['ratio_ci_low']:.3g}-{r['ratio_ci_high']:.3g}"
+              if "ratio_ci_low" in r and r["ratio_ci_low"] == r["ratio_ci_low"] else "-")
+        p = r.get("p_holm", float("nan"))
+        pv = "-" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4") + f" {r.get('signif', '')}".rstrip()
+        vals = {"A": r["value_a"], "B": r["value_b"]} if two else {"value": r["value"], "base": r["baseline_value"]}
+        rows.append({"group": r["group"], "model": str(r["model"]), **{k: fmt(v) for k, v in vals.items()},
+                     "ratio": fmt(r["ratio"]), "95% CI": ci, "p (Holm)": pv, "status": str(r["status"])})
+    if format == "table" and out_console.is_terminal:  # one titled table per group
+        for group in dict.fromkeys(r["group"] for r in rows):
+            g = [{k: v for k, v in r.items() if k != "group"} for r in rows if r["group"] == group]
+            if all(r["status"] == "ok" for r in g):
+                g = [{k: v for k, v in r.items() if k != "status"} for r in g]
+            emit_rows(g, title=f"{metric}, {group}: " + (f"B={run_b} / A={run_a}" if two else f"relative to {baseline}"))
+    else:
+        emit_rows(rows, format)
     for note in getattr(res, "notes", []) or []:
         err_console.print(f"note: {note}")
     if getattr(res, "figure", None):
-        out_console.print(f"figure: {res.figure}")
+        (out_console if format == "table" else err_console).print(f"figure: {res.figure}")
 
 
 # ---------------------------------------------------------------------------------------------- env

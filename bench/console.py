@@ -52,7 +52,7 @@ class RunProgress:
             p.update(self.step, completed=info["step"] + 1, info=f"loss {info['loss']:.3f}")
         elif event == "train_epoch_end":
             p.advance(self.epoch)
-            p.update(self.epoch, info=f"train acc {info['train_acc']:.2f}")
+            p.update(self.epoch, info=f"train acc {100 * info['train_acc']:.1f} %")
         elif event == "measure_start":
             p.update(self.step, visible=False)
             p.update(self.epoch, visible=True, total=1, completed=0,
@@ -74,7 +74,8 @@ def _record_line(r: dict) -> str:
         return f"{head} [red]{r['status']}[/red]: {str(r.get('error'))[:160]}"
     m = r["measurement"]
     if m == "accuracy":
-        body = f"top-1 {fmt(r.get('acc_top1'), '.3f')} (ceiling {fmt(r.get('ceiling_top1'), '.2f')}) in {fmt(r.get('train_time_s'), '.1f')} s"
+        body = (f"top-1 {fmt(_pct(r.get('acc_top1')), '.1f')} % (ceiling {fmt(_pct(r.get('ceiling_top1')), '.0f')} %) "
+                f"in {fmt(r.get('train_time_s'), '.1f')} s")
     elif m == "params":
         body = f"{fmt(r.get('params'), ',')} params, first conv {fmt(r.get('first_conv_params'), ',')}"
     elif m == "flops":
@@ -90,18 +91,84 @@ def _record_line(r: dict) -> str:
     return f"{head} {body}"
 
 
-def summary_table(records: Iterable[dict], title: str = "summary") -> Table:
-    """Model x key metrics from a run's records (first seed's costs, mean accuracy over seeds)."""
-    by_model: dict[str, dict[str, Any]] = {}
-    accs: dict[str, list[float]] = {}
+OUTPUT_FORMATS = ("table", "csv", "json")
+FORMAT_HELP = ("table | csv | json; 'table' prints plain tab-separated lines with full names when stdout is not "
+               "a terminal (a pipe, a file)")
+
+
+def check_format(value: str) -> str:
+    """``value`` if it is one of ``OUTPUT_FORMATS``; otherwise ``ValueError`` listing the choices."""
+    if value not in OUTPUT_FORMATS:
+        raise ValueError(f"--format takes one of {', '.join(OUTPUT_FORMATS)}; got {value!r}")
+    return value
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return fmt(v, ".4g")
+    return "-" if v is None else str(v)
+
+
+def emit_rows(rows: list[dict[str, Any]], fmt_name: str = "table", *, title: str = "", console: Console | None = None,
+              left: tuple[str, ...] = ("model", "family", "status", "point", "group")) -> None:
+    """Print ``rows`` (one dict each, same keys) as a rich table on a terminal, as plain TSV (header line first,
+    full names, no truncation) when stdout is not one, or as CSV / JSON for scripts."""
+    import csv
+    import json
+    import sys
+
+    console = console or out_console
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    if fmt_name == "json":
+        console.file.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    if fmt_name == "csv" or not console.is_terminal:
+        w = csv.writer(console.file, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_cell(r.get(c)) if fmt_name != "csv" or not isinstance(r.get(c), (int, float)) or
+                        isinstance(r.get(c), bool) else r.get(c) for c in cols])
+        sys.stdout.flush()
+        return
+    t = Table(title=title or None)
+    for c in cols:
+        width = max([len(c)] + [len(_cell(r.get(c))) for r in rows]) if c == "model" else None
+        t.add_column(c, justify="left" if c in left else "right", no_wrap=c == "model", min_width=width)
+    for r in rows:
+        t.add_row(*[_cell(r.get(c)) for c in cols])
+    console.print(t)
+
+
+def _pct(v: Any) -> Any:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(100 * float(v), 1)
+
+
+def summary_rows(records: Iterable[dict]) -> list[dict[str, Any]]:
+    """One row per model (per model and ablation point when the run has several points): mean top-1 over
+    seeds and the ceiling in %, costs of the first seed."""
+    import json
+
+    records = list(records)
+    points = {r.get("point") or "" for r in records}
+    by_key: dict[tuple, dict[str, Any]] = {}
+    accs: dict[tuple, list[float]] = {}
     for r in records:
-        d = by_model.setdefault(r["model"], {"status": "ok"})
+        point = r.get("point") or ""
+        key = (r["model"], point)
+        d = by_key.setdefault(key, {"model": r["model"], "status": "ok"})
+        if len(points) > 1:
+            knobs = json.loads(point) if isinstance(point, str) and point.startswith("{") else {}
+            d["point"] = ", ".join(f"{k}={v}" for k, v in knobs.items()) or "default"
         if r["status"] != "ok":
             d["status"] = r["status"]
             continue
         m, s = r["measurement"], r["scale"]
         if m == "accuracy":
-            accs.setdefault(r["model"], []).append(r.get("acc_top1"))
+            accs.setdefault(key, []).append(r.get("acc_top1"))
             d["ceiling"] = r.get("ceiling_top1")
         elif m == "params":
             d.setdefault(f"params_{s}", r.get("params"))
@@ -111,18 +178,15 @@ def summary_table(records: Iterable[dict], title: str = "summary") -> Table:
             d.setdefault(f"lat_{s}", r.get("latency_ms_p50"))
         elif m == "memory":
             d.setdefault(f"mem_{s}", r.get("peak_mem_mib"))
-    t = Table(title=title)
-    for col in ("model", "status", "acc top-1", "ceiling", "params (train)", "GMACs (deploy)",
-                "p50 ms b1 (train)", "p50 ms b1 (deploy)", "peak MiB (deploy)"):
-        t.add_column(col, justify="left" if col in ("model", "status") else "right")
-    for name, d in by_model.items():
-        a = [x for x in accs.get(name, []) if x is not None]
-        t.add_row(
-            name, d["status"], fmt(sum(a) / len(a), ".3f") if a else "-", fmt(d.get("ceiling"), ".2f"),
-            fmt(d.get("params_train"), ","), fmt(d.get("gmacs_cost"), ".3g"), fmt(d.get("lat_train"), ".3g"),
-            fmt(d.get("lat_cost"), ".3g"), fmt(d.get("mem_cost"), ".3g"),
-        )
-    return t
+    rows = []
+    for key, d in by_key.items():
+        a = [x for x in accs.get(key, []) if x is not None]
+        rows.append({"model": d["model"], **({"point": d["point"]} if "point" in d else {}), "status": d["status"],
+                     "top-1 %": _pct(sum(a) / len(a)) if a else None, "ceiling %": _pct(d.get("ceiling")),
+                     "params (train)": d.get("params_train"), "GMACs (deploy)": d.get("gmacs_cost"),
+                     "p50 ms b1 (train)": d.get("lat_train"), "p50 ms b1 (deploy)": d.get("lat_cost"),
+                     "peak MiB (deploy)": d.get("mem_cost")})
+    return rows
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -209,21 +209,20 @@ KNOBS: dict[str, tuple[Callable[[RunSpec, str], RunSpec], str]] = {
 
 
 def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """``["frames=2,4,8", "noise=0,0.1"]`` -> ``[("frames", ["2","4","8"]), ("noise", ["0","0.1"])]``."""
+    """``["frames=2,4,8", "lr=0.01,0.003"]`` -> ``[("frames", ["2","4","8"]), ("lr", ["0.01","0.003"])]``.
+    Any field of ``bench.fields`` may vary; a list-valued field joins its items with ``+`` (``measure=params+flops``)."""
+    from .fields import fields, unknown_field
+
     if not items:
-        raise ValueError("give at least one --vary KNOB=V1,V2 (knobs: " + ", ".join(KNOBS) + ")")
+        raise ValueError("give at least one --vary FIELD=V1,V2 (knobs: " + ", ".join(KNOBS) + "; any spec field works)")
     out: list[tuple[str, list[str]]] = []
     for item in items:
         knob, sep, values = item.partition("=")
         knob = knob.strip()
         if not sep:
-            raise ValueError(f"--vary takes KNOB=V1,V2,..., got {item!r}")
-        if knob not in KNOBS:
-            import difflib
-
-            close = difflib.get_close_matches(knob, KNOBS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ValueError(f"unknown knob {knob!r}{hint} (knobs: {', '.join(KNOBS)})")
+            raise ValueError(f"--vary takes KNOB=V1,V2,... (KNOB: an ablation knob or any spec field), got {item!r}")
+        if knob not in fields():
+            raise unknown_field(knob, "knob")
         vals = [v.strip() for v in values.split(",") if v.strip()]
         if not vals:
             raise ValueError(f"--vary {knob}= needs at least one value")
@@ -233,15 +232,18 @@ def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def ablation_points(base: RunSpec, vary: list[tuple[str, list[str]]]) -> list[RunSpec]:
-    """The full grid: one ``RunSpec`` per combination, each carrying its knob values in ``point``."""
+def ablation_points(base: RunSpec, vary: Sequence[tuple[str, Sequence[Any]]]) -> list[RunSpec]:
+    """The full grid: one ``RunSpec`` per combination, each carrying its field values in ``point``. Values are
+    text (``--vary``) or typed (a config file); ``bench.fields`` checks and applies each."""
+    from .fields import apply_field
+
     points = []
     for combo in itertools.product(*[vals for _, vals in vary]):
         spec = base
         point = []
         for (knob, _), v in zip(vary, combo):
-            spec = KNOBS[knob][0](spec, v)
-            point.append((knob, _typed(v)))
+            spec, typed = apply_field(spec, knob, v)
+            point.append((knob, _typed(v) if isinstance(v, str) else list(typed) if isinstance(typed, tuple) else typed))
         points.append(replace(spec, point=tuple(point)))
         check_run_spec(points[-1])
     return points

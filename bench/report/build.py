@@ -17,11 +17,12 @@ from bench.results import RunStore, load_results, now_iso, resolve_run
 
 from . import efficiency as EF
 from . import figures as F
+from . import paper
 from . import param_sweep
 from . import tables as T
 from .render import Block, display_main_table, fmt_num, fmt_pct, render_html, render_markdown
 
-FORMATS = ("md", "html")
+FORMATS = ("md", "html", "tex")  # tex: report.tex (booktabs tables, PDF figures) beside tables/main.tex
 
 
 @dataclass
@@ -36,12 +37,14 @@ class ReportResult:
     figures: dict[str, Path]
     main_table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    latex: Path | None = None
+
 
     @property
     def files(self) -> list[Path]:
         """Every file written: the documents first, then tables and figures."""
-        docs = [p for p in (self.markdown, self.html) if p is not None]
-        return docs + list(self.tables.values()) + list(self.figures.values())
+        docs = [p for p in (self.markdown, self.html, self.latex) if p is not None]
+        return docs + list(self.tables.values()) + [f for p in self.figures.values() for f in F.figure_files(p)]
 
 
 def report_dir_name(run_ids: Sequence[str]) -> str:
@@ -55,10 +58,11 @@ def build_report(
     results_root: str | Path = "results",
     out_root: str | Path = "reports",
     formats: Sequence[str] = FORMATS,
-    dpi: int = 150,
+    dpi: int = 300,
     include_flagged: bool = False,
 ) -> ReportResult:
-    """Write ``report.md`` / ``report.html`` / ``tables/*.csv`` / ``figures/*.png`` for one or more runs.
+    """Write ``report.md`` / ``report.html`` / ``report.tex`` (as ``formats`` asks), ``tables/*.csv`` and
+    ``figures/*.{png,pdf,svg}`` for one or more runs.
     Latencies flagged noisy/contended are marked everywhere and kept off the Pareto front unless
     ``include_flagged``.
 
@@ -83,7 +87,7 @@ def build_report(
     fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
     for d in (fig_dir, tab_dir):
         d.mkdir(parents=True, exist_ok=True)
-        for stale in list(d.glob("*.png")) + list(d.glob("*.csv")):  # a rebuilt report never shows old figures
+        for stale in [p for ext in ("png", "pdf", "svg", "csv", "tex") for p in d.glob(f"*.{ext}")]:  # a rebuilt report never shows old figures
             stale.unlink()
 
     df = T.prepare(raw)
@@ -94,11 +98,13 @@ def build_report(
 
     def save_table(name: str, table: pd.DataFrame) -> Path:
         path = tab_dir / f"{name}.csv"
-        table.to_csv(path, index=False)
+        paper.csv_table(table).to_csv(path, index=False)  # rounded, accuracies in %
         tables[name] = path
         return path
 
     save_table("main", main)
+    compact = paper.compact_numeric(main)
+    save_table("compact", compact)
     failures = T.failures_table(df)
     save_table("failures", failures)
     ceilings = T.ceiling_table(main)
@@ -127,13 +133,20 @@ def build_report(
     if not flagged.empty:
         save_table("flagged_latency", flagged)
 
-    # ---- main table
+    # ---- main table: the compact one first, every column in "Full table" below and in tables/main.csv
     blocks.append(Block("h2", "Main table"))
     disp = display_main_table(main, T.failed_cells(df))
+    cost_at = paper.cost_prefix(main)
     legend = [f"**{p}** = {lab}" for p, lab in scales.items()]
     ci_note = ("Accuracy: mean over seeds ± half-width of the 95 % Student-t interval; a model with one seed has no "
                "interval (shown as n=1)." if main["acc_top1_ci95"].notna().any()
                else "Accuracy: one seed per model, so no confidence interval can be given; run more seeds (`--seeds 0,1,2`).")
+    blocks.append(Block("table", table=paper.compact_display(disp, cost_at), text=" ".join([
+        f"Accuracy on the {scales.get('train', 'training clip')}; GMACs, parameters, latency and peak memory at the "
+        f"{scales[cost_at]} (medians over seeds)." if cost_at else "Accuracy on the training clip.", ci_note,
+        "OOM/ERROR mark a failed measurement. Every column (ceilings, p90, throughput, both clips): the full table "
+        "below and `tables/main.csv`; this table's numbers: `tables/compact.csv`."])))
+    blocks.append(Block("h2", "Full table"))
     blocks.append(Block("table", table=disp, text=" ".join([
         "Accuracy is measured on the training clip; costs at each scale are medians over seeds.",
         "Column groups: " + "; ".join(legend) + "." if legend else "",
@@ -152,7 +165,7 @@ def build_report(
             figs["pareto"] = path
             blocks.append(Block("h2", "Accuracy vs cost"))
             blocks.append(Block("figure", path=path, text=(
-                f"Top-1 accuracy (training clip, mean ± 95% CI over seeds) against GMACs and batch-"
+                f"Top-1 accuracy (training clip, {_acc_claim(main)}) against GMACs and batch-"
                 f"{_batch(main, prefix, 'latency_ms_p50')} latency p50 at the {scales[prefix]}. Dashed step: "
                 "Pareto front (no model is both cheaper and more accurate); dotted lines: each family's Bayes ceiling."
                 + ("" if include_flagged else " Hollow markers: latency flagged noisy/contended, left off the latency "
@@ -168,7 +181,7 @@ def build_report(
         figs["ceilings"] = path
         blocks.append(Block("h2", "Accuracy against the Bayes ceiling"))
         blocks.append(Block("figure", path=path, text=(
-            "Per model: measured accuracy (bars, family colour; top-1 with 95% CI) and the Bayes ceiling of its "
+            f"Per model: measured accuracy (bars, family colour; top-1, {_acc_claim(main)}) and the Bayes ceiling of its "
             "family (black tick). Shape and direction are the two attributes of a synthetic class: single-frame "
             "models can read the shape but not the direction, order-invariant models the axis but not the sign.")))
         if not ceilings.empty:
@@ -244,8 +257,8 @@ def build_report(
             figs[f"ablation_{knob}"] = path
             blocks.append(Block("h3", f"{knob} ∈ {{{', '.join(str(v) for v in values)}}}"))
             blocks.append(Block("figure", path=path, text=(
-                f"Each metric against {knob}, one line per model (colour = family). Accuracy: mean ± 95% t-CI "
-                f"over seeds; latency and memory at the smallest batch measured; a red ring marks a latency flagged "
+                f"Each metric against {knob}, one line per model (colour = family). Accuracy: {_acc_claim(abl)}; latency "
+                f"and memory at the smallest batch measured; a red ring marks a latency flagged "
                 f"noisy/contended. Data: `tables/ablation_{knob}.csv`.")))
 
     # ---- failures
@@ -269,7 +282,10 @@ def build_report(
     blocks.append(Block("h2", "Files"))
     blocks.append(Block("list", items=[f"`{p.relative_to(out_dir).as_posix()}`" for p in [*tables.values(), *figs.values()]]))
 
-    md_path = html_path = None
+    md_path = html_path = tex_path = None
+    if "tex" in formats:
+        tex_path = _write_latex(out_dir, main, figs, blocks, title, metas)
+        tables["main_tex"] = out_dir / "tables" / "main.tex"
     if "md" in formats:
         md_path = out_dir / "report.md"
         md_path.write_text(render_markdown(blocks, out_dir), encoding="utf-8")
@@ -277,10 +293,33 @@ def build_report(
         html_path = out_dir / "report.html"
         html_path.write_text(render_html(blocks, title), encoding="utf-8")
     return ReportResult(run_ids=run_ids, out_dir=out_dir, markdown=md_path, html=html_path, tables=tables,
-                        figures=figs, main_table=main, notes=notes)
+                        figures=figs, main_table=main, notes=notes, latex=tex_path)
+
+
+def _write_latex(out_dir: Path, main: pd.DataFrame, figs: dict[str, Path], blocks: list[Block], title: str,
+                 metas: dict[str, dict]) -> Path:
+    """``tables/main.tex`` (the compact table, booktabs, to ``\\input`` in a paper) and ``report.tex``, a
+    standalone document holding it and every figure as PDF with the report's captions."""
+    devices = sorted({str((m.get("environment") or {}).get("device_name") or (m.get("environment") or {}).get("device")
+                          or "unknown") for m in metas.values()})
+    table = paper.latex_table(paper.compact_numeric(main), caption=paper.caption_text(main, device=", ".join(devices)))
+    (out_dir / "tables" / "main.tex").write_text(table, encoding="utf-8")
+    captions = {b.path: b.text for b in blocks if b.kind == "figure"}
+    fig_list = [(p.with_suffix(".pdf").relative_to(out_dir).as_posix(), captions.get(p, p.stem)) for p in figs.values()]
+    path = out_dir / "report.tex"
+    path.write_text(paper.latex_document([("Main table", r"\input{tables/main.tex}")], fig_list, title), encoding="utf-8")
+    return path
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _acc_claim(table: pd.DataFrame) -> str:
+    """What an accuracy in a caption is: a mean with a 95 % interval only where some row has seeds to make one."""
+    ci = next((c for c in ("acc_top1_ci95", "ci95") if c in table), None)
+    if ci is not None and table[ci].notna().any():
+        return "mean ± 95% t-CI over seeds"
+    return "one seed, so no confidence interval"
+
+
 def _batch(main: pd.DataFrame, prefix: str, suffix: str) -> str:
     b = main.attrs.get("batches", {}).get(prefix, {}).get(suffix, math.nan)
     return str(int(b)) if isinstance(b, float) and math.isfinite(b) else "?"

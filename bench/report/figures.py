@@ -62,11 +62,28 @@ def _theme():
     return sns.axes_style("whitegrid", {"grid.linestyle": ":", "axes.edgecolor": "0.3"})
 
 
+VECTOR_FORMATS = ("pdf", "svg")  # written beside every PNG: a paper wants vector figures
+
+
 def _save(fig, path: Path, dpi: int) -> Path:
+    """``path`` (PNG at ``dpi``) plus a PDF and an SVG beside it; returns the PNG's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, facecolor="white")
+    for ext in VECTOR_FORMATS:
+        fig.savefig(path.with_suffix(f".{ext}"), facecolor="white", metadata={"Date": None} if ext == "pdf" else None)
     plt.close(fig)
     return path
+
+
+def figure_files(path: Path) -> list[Path]:
+    """The PNG at ``path`` and the vector copies written beside it."""
+    return [path] + [p for p in (path.with_suffix(f".{e}") for e in VECTOR_FORMATS) if p.exists()]
+
+
+def accuracy_label(main: pd.DataFrame, what: str = "top-1 accuracy (%, train clip") -> str:
+    """An accuracy axis label that claims a 95% CI only where some model has seeds to make one."""
+    has_ci = "acc_top1_ci95" in main and main["acc_top1_ci95"].notna().any()
+    return what + (", mean ± 95% CI over seeds)" if has_ci else ", one seed: no CI)")
 
 
 def _family_legend(families: Iterable[str]) -> list[Line2D]:
@@ -107,7 +124,8 @@ def pareto_figure(main: pd.DataFrame, path: Path, *, prefix: str, clip_label: st
     styles = model_styles(d)
     name = d["model"] if "point" not in d else d["model"] + " (" + d["point"] + ")"
     with _theme():
-        fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols) + 1.6, 4.6), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols) + 2.4, max(4.6, 0.17 * len(styles) + 1.2)),
+                                 sharey=True, squeeze=False)
         for ax, (col, xlabel) in zip(axes[0], cols):
             dd = d[d[col].notna()]
             x, y = dd[col].to_numpy(float), 100 * dd["acc_top1_mean"].to_numpy(float)
@@ -130,16 +148,18 @@ def pareto_figure(main: pd.DataFrame, path: Path, *, prefix: str, clip_label: st
             _log_if_wide(ax, x)
             ax.set_xlabel(f"{xlabel} — {clip_label}" + (", log scale" if ax.get_xscale() == "log" else ""))
             ax.margins(x=0.12, y=0.1)
-        axes[0][0].set_ylabel("top-1 accuracy (%, train clip, mean ± 95% CI)")
+        axes[0][0].set_ylabel(accuracy_label(d))
         axes[0][0].set_ylim(0, 105)  # accuracy lives in [0, 100]; a wide t-interval (n=2) is cut at the frame
-        handles = _family_legend(d["family"]) + [
+        # marker = model within its family: the legend names every marker, not only the colours
+        handles = _model_legend(styles) + [
             Line2D([], [], color="0.2", ls="--", lw=1, label="Pareto front"),
             Line2D([], [], color="0.4", ls=":", lw=1.2, label="family ceiling")]
         if any(is_flagged(q) for q in d.get(f"{prefix}_timing_quality", [])):
             handles.append(Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="latency flagged\n(noisy/contended)"
                                   + ("" if include_flagged else ",\noff the front")))
-        fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+        fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False,
+                   title="model (colour = family)", title_fontsize=7.5)
+        fig.tight_layout(rect=(0, 0, 1 - 2.1 / fig.get_figwidth(), 1))
         for ax, (col, _) in zip(axes[0], cols):
             dd = d[d[col].notna()]
             x, y = dd[col].to_numpy(float), 100 * dd["acc_top1_mean"].to_numpy(float)
@@ -178,12 +198,15 @@ def params_figure(pvt: pd.DataFrame, path: Path, *, source_note: str, dpi: int =
         fig, axes = plt.subplots(1, len(panels), figsize=(11.5, 5.4), squeeze=False)
         for ax, (col, unit, ylabel) in zip(axes[0], panels):
             merged = _merge_identical(t, col)
-            for i, (models, fam, g) in enumerate(merged):
-                color = family_color(fam) if fam != "mixed" else MIXED
+            in_family: dict[str, int] = {}
+            for models, fam, g in merged:
+                # a family's lines differ in shade and dash as well as marker: 13 same-green lines were unreadable
+                k = in_family[fam] = in_family.get(fam, -1) + 1
+                color = _shade(family_color(fam) if fam != "mixed" else MIXED, k)
                 marker = styles[models[0]][1] if len(models) == 1 else "o"
                 label = models[0] if len(models) == 1 else f"{len(models)} models: " + ", ".join(models)
                 ax.plot(g["frames"], g[col] / unit, marker=marker, color=color, lw=1.6, ms=5,
-                        ls="-" if len(models) == 1 else "--", label=_wrap(label, 48))
+                        ls=_SOLO_DASHES[k % len(_SOLO_DASHES)] if len(models) == 1 else "--", label=_wrap(label, 48))
             frames = sorted(t["frames"].unique())
             ax.set_xscale("log", base=2)
             ax.set_xticks(frames, [str(int(f)) for f in frames])
@@ -195,6 +218,19 @@ def params_figure(pvt: pd.DataFrame, path: Path, *, source_note: str, dpi: int =
         fig.suptitle(f"Parameters vs clip length ({scale} backbone; {source_note})", fontsize=10)
         fig.tight_layout()
         return _save(fig, path, dpi)
+
+
+_SOLO_DASHES = ("-", "-.", ":", (0, (6, 1.5, 1, 1.5, 1, 1.5)))  # "--" is kept for merged identical curves
+
+
+def _shade(color: Any, k: int) -> tuple[float, float, float]:
+    """The ``k``-th shade of a family colour: the colour itself, then alternately darker and lighter."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(color))
+    step = ((k + 1) // 2) * 0.22 % 0.66
+    target = np.zeros(3) if k % 2 else np.ones(3)
+    return tuple(float(v) for v in rgb + (target - rgb) * step)
 
 
 def _wrap(text: str, width: int) -> str:
@@ -380,11 +416,14 @@ def compare_figure(table: pd.DataFrame, path: Path, *, title: str, xlabel: str, 
                     xerr=xerr[:, ok], error_kw=dict(lw=0.8, capsize=2))
             ax.axvline(1, color="0.2", lw=1)
             ax.set_xscale("log")
-            span = np.nanmax(np.abs(np.log(np.concatenate([r[ok], hi[np.isfinite(hi)], lo[np.isfinite(lo) & (lo > 0)],
-                                                               [1.1]]))))
-            lim = math.exp(span * 1.6)  # room inside the frame, right of the longest bar, for its label
-            ax.set_xlim(1 / lim, lim)
-            ticks = _ratio_ticks(lim)
+            # the axis spans the data and 1 only (every ratio above 1: no empty left half), with room right of
+            # the longest bar for its label
+            logs = np.log(np.concatenate([r[ok], hi[np.isfinite(hi)], lo[np.isfinite(lo) & (lo > 0)], [1.0]]))
+            left, right = min(float(np.nanmin(logs)), 0.0), max(float(np.nanmax(logs)), 0.0)
+            width = max(right - left, math.log(1.1))
+            xmin, xmax = math.exp(left - 0.04 * width), math.exp(right + 0.6 * width)
+            ax.set_xlim(xmin, xmax)
+            ticks = [t for t in _ratio_ticks(max(xmax, 1 / xmin)) if xmin <= t <= xmax]
             ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
             ax.xaxis.set_minor_formatter(NullFormatter())

@@ -155,3 +155,9 @@ def fake_runs():
     import types
 
     return types.SimpleNamespace(write_run=write_run, MODELS=MODELS, fake_param_counter=fake_param_counter)
+
+
+@pytest.fixture(scope="session")
+def param_counter():
+    """``fake_param_counter`` for session/module-scoped fixtures (``fake_runs`` is function-scoped)."""
+    return fake_param_counter
