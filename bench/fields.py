@@ -232,6 +232,10 @@ def build_fields() -> dict[str, Field]:
         table.setdefault(path, Field(path, kind, optional, where, setter))
     table.setdefault("dataset", Field("dataset", "str", False, "dataset.name: synthetic, folder, ucf101, ...",
                                       _setter(("dataset", "name"))))
+    # a leaf two specs share: the short name means what the `bench run` flag of that name does
+    table.setdefault("channels_last", Field("channels_last", "bool", False,
+                                            "measure.channels_last, as --channels-last (training: train.channels_last)",
+                                            _setter(("measure", "channels_last"))))
     table.setdefault("cost_backbone", Field("cost_backbone", "str", False, "backbone at the deployment clip",
                                             _checked_backbone(_setter(("cost", "backbone")))))
     return table

@@ -111,7 +111,11 @@ def check_stopping_split(spec: Any) -> None:
     small for it (``--stop-fraction`` / ``--train-size``) before a run directory exists."""
     if spec.train.fixed_length or "accuracy" not in spec.measurements:
         return
+    from .data import user_datasets
     from .data.stopping import stopping_indices
+
+    if spec.dataset.name in user_datasets():  # its size is known once built: the carve itself says the same then
+        return
 
     if spec.dataset.is_synthetic:
         n = spec.dataset.train_size

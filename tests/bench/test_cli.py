@@ -130,7 +130,7 @@ def test_real_video_path_end_to_end(tmp_path):
                  "--video-frames", "16", "--size", "32")
     assert exp.exit_code == 0, exp.output
     res = invoke("run", "--dataset", "ucf101", "--root", root, "--models", "single_frame", "--profile", "smoke",
-                 "--measure", "accuracy", "--device", "cpu", "--out", tmp_path / "results")
+                 "--measure", "accuracy", "--device", "cpu", "--out", tmp_path / "results", "--epochs", "1")  # 8 training videos: too few for a stopping split
     assert res.exit_code == 0, res.output
     (run_dir,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
     (rec,) = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
