@@ -7,6 +7,7 @@
     re-measure (once, again interleaved, only the jobs that need it): spread > ROUND_SPREAD_BOUND or a
               contended round; the new rounds replace the old ones
     flag:     timing_quality = "contended" (a kept round was contended) | "noisy" (spread still > bound)
+              | "noisy" (re-measured rounds disagree with the first pass's uncontended rounds by > bound)
               | "ok", with timing_reason saying which round and why
 
 The kept rounds' samples are pooled into one ``LatencyResult`` (p50, p90, CI, raw samples for the tests of
@@ -138,7 +139,7 @@ def measure_rounds(
             out.append(RoundsResult(job.name, None, [], [], "ok", None, False, error=errors.get(job.name)))
             continue
         kept, discarded = (second[job.name], first[job.name]) if job.name in second else (first[job.name], [])
-        quality, reason = _quality(kept, bound, remeasured=bool(discarded))
+        quality, reason = _quality(kept, bound, remeasured=bool(discarded), first=discarded)
         lat = summarize([s for r in kept for s in r.latency.samples_ms], like=kept[0].latency)
         out.append(RoundsResult(job.name, lat, kept, discarded, quality, reason, bool(discarded)))
     return out
@@ -173,8 +174,10 @@ def _run_pass(jobs, rounds, pass_, models, errors, emit, nvml) -> dict[str, list
     return out
 
 
-def _quality(kept: list[Round], bound: float, *, remeasured: bool) -> tuple[str, str | None]:
-    """``(timing_quality, timing_reason)`` of a job's kept rounds."""
+def _quality(kept: list[Round], bound: float, *, remeasured: bool, first: list[Round] = ()) -> tuple[str, str | None]:
+    """``(timing_quality, timing_reason)`` of a job's kept rounds. After a re-measure, the first pass's
+    uncontended rounds are a cross-check: a second pass that agrees with itself but not with them (a level
+    shift between passes, which within-pass agreement cannot see) is ``noisy``."""
     after = " after a re-measure" if remeasured else ""
     bad = [r for r in kept if r.contention]
     if bad:
@@ -186,6 +189,13 @@ def _quality(kept: list[Round], bound: float, *, remeasured: bool) -> tuple[str,
         meds = [r.median_ms for r in kept]
         return "noisy", (f"round medians {min(meds):.3g}-{max(meds):.3g} ms disagree by {100 * spread:.0f} % "
                          f"(bound {100 * bound:.0f} %){after}")
+    clean = sorted(r.median_ms for r in first if not r.contention)
+    if clean:
+        ref, now = clean[len(clean) // 2], sorted(r.median_ms for r in kept)[len(kept) // 2]
+        shift = max(now, ref) / min(now, ref) - 1
+        if shift > bound:
+            return "noisy", (f"re-measured rounds ({now:.3g} ms) disagree with the first pass's uncontended rounds "
+                             f"({ref:.3g} ms) by {100 * shift:.0f} % (bound {100 * bound:.0f} %)")
     return "ok", ("first pass disagreed or was contended; re-measured" if remeasured else None)
 
 

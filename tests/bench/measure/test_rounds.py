@@ -208,3 +208,18 @@ def test_round_budget_and_worst_quality():
     assert worst_quality(("contended", "y"), ("noisy", "x")) == ("contended", "y; x")
     with pytest.raises(ValueError):
         measure_rounds([], rounds=0)
+
+
+def test_a_level_shift_between_passes_is_noisy_not_ok():
+    """Second pass self-consistent (0.0 % spread) but 60 % above the first pass's uncontended round: noisy."""
+    from types import SimpleNamespace as R
+
+    from bench.measure.rounds import _quality
+
+    first = [R(index=0, median_ms=2.0, contention="others on our cores"), R(index=1, median_ms=1.0, contention=None)]
+    shifted = [R(index=i, median_ms=1.6, contention=None) for i in range(3)]
+    q, why = _quality(shifted, 0.10, remeasured=True, first=first)
+    assert q == "noisy" and "uncontended" in why and "60 %" in why
+    same = [R(index=i, median_ms=1.05, contention=None) for i in range(3)]
+    assert _quality(same, 0.10, remeasured=True, first=first)[0] == "ok"
+    assert _quality(shifted, 0.10, remeasured=True, first=first[:1])[0] == "ok"  # no clean round: no cross-check
