@@ -16,16 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "my_fusion
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def clean_registry(monkeypatch):
-    """Plug-ins register into the process-wide registry: undo that after each test."""
-    monkeypatch.delenv(plugins.ENV, raising=False)
-    before, loaded = dict(registry._REGISTRY), dict(plugins._loaded)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-    plugins._loaded.clear()
-    plugins._loaded.update(loaded)
+pytestmark = pytest.mark.usefixtures("isolated_plugins")  # tests/bench/conftest.py
 
 
 def invoke(*args):

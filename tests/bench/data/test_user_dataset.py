@@ -9,24 +9,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench import plugins
 from bench.cli import app
 from bench.data import DatasetSpec, build_dataset, make_loader, register_dataset
-from bench.data import user
 from fusion_models import ClipSpec
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "my_data.py"
 
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch):
-    monkeypatch.delenv(plugins.ENV, raising=False)
-    before, loaded = dict(user._USER), dict(plugins._loaded)
-    yield
-    user._USER.clear()
-    user._USER.update(before)
-    plugins._loaded.clear()
-    plugins._loaded.update(loaded)
+pytestmark = pytest.mark.usefixtures("isolated_plugins")  # tests/bench/conftest.py
 
 
 def test_user_dataset_runs_end_to_end_through_the_cli(tmp_path):
