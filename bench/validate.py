@@ -96,9 +96,8 @@ def check_clip_memory(spec: Any, available: int | None = None) -> None:
 def check_dataset(dataset: Any) -> None:
     """A real-video layout lists (split files, class list, manifest rows) before a run directory exists;
     only listing, no decoding: unreadable videos are skipped and named by the loader."""
-    from .data import user_datasets
 
-    if dataset.is_synthetic or dataset.name in user_datasets():  # a user dataset checks each item's shape
+    if dataset.is_synthetic or dataset.is_user:  # a user dataset checks each item's shape
         return
     from .data.video import list_videos
 
@@ -111,10 +110,9 @@ def check_stopping_split(spec: Any) -> None:
     small for it (``--stop-fraction`` / ``--train-size``) before a run directory exists."""
     if spec.train.fixed_length or "accuracy" not in spec.measurements:
         return
-    from .data import user_datasets
     from .data.stopping import stopping_indices
 
-    if spec.dataset.name in user_datasets():  # its size is known once built: the carve itself says the same then
+    if spec.dataset.is_user:  # its size is known once built: the carve itself says the same then
         return
 
     if spec.dataset.is_synthetic:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fusion_models.clip import ClipSpec
 
-from .user import UserClips, user_datasets
+from .user import UserClips
 from .spec import SPLITS, DatasetSpec
 from .synthetic import SyntheticClips
 from .video import VideoClips
@@ -29,7 +29,7 @@ def build_dataset(spec: DatasetSpec, clip: ClipSpec | None = None, split: str = 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     clip = clip or ClipSpec()
-    if spec.name in user_datasets():
+    if spec.is_user:
         return UserClips(spec.name, clip, split=split, seed=seed)  # type: ignore[return-value]
     if spec.is_synthetic:
         ds = SyntheticClips(spec, clip, split=split, seed=seed)

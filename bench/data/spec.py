@@ -90,13 +90,20 @@ class DatasetSpec:
                     "(flip swaps left/right, reversal swaps directions/orders, stride breaks permutations); "
                     "turn them off"
                 )
-        elif self.root is None and self.name not in user_datasets():
+        elif self.root is None and not self.is_user:
             raise ValueError(f"dataset {self.name!r} needs root= (a folder, CSV manifest or dataset root)")
 
     @property
     def is_synthetic(self) -> bool:
         """True for the built-in generated tasks."""
         return self.name in SYNTHETIC
+
+    @property
+    def is_user(self) -> bool:
+        """True for a dataset registered with ``bench.data.register_dataset``."""
+        from .user import user_datasets
+
+        return self.name in user_datasets()
 
     def size(self, split: str) -> int:
         """Number of generated clips in ``split`` (synthetic only)."""
