@@ -81,6 +81,7 @@ def list_cmd(
 
 
 # ---------------------------------------------------------------------------------------------- run
+BACKBONE_HELP = "small_cnn | resnet18 | mobilenet_v3_small | timm:NAME | tv:NAME (docs/add_your_own.md)"
 CLIP_HELP = ("training clip T<frames>x<H>x<W>, e.g. T8x32x32: the one clip syntax, as in --cost-clip "
              "(--frames and --size set its parts)")
 
@@ -117,7 +118,7 @@ def run_cmd(
     profile: str = typer.Option("quick", help="smoke | quick | full"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
-    backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
+    backbone: Optional[str] = typer.Option(None, help=BACKBONE_HELP),
     cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
                                                           "T16x112x112), or 'off'"),
     cost_backbone: Optional[str] = typer.Option(None, help="backbone at the deployment clip (default resnet18)"),
@@ -235,7 +236,7 @@ def ablate_cmd(
     size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
     batch_size: Optional[int] = typer.Option(None, help="training batch size"),
     lr: Optional[float] = typer.Option(None, help="learning rate"),
-    backbone: Optional[str] = typer.Option(None, help="small_cnn | resnet18 | mobilenet_v3_small"),
+    backbone: Optional[str] = typer.Option(None, help=BACKBONE_HELP),
     amp: str = typer.Option("none", help="latency under autocast: none | fp16 | bf16"),
     cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
                                                           "T16x112x112), or 'off'"),
