@@ -174,6 +174,9 @@ def _run_pass(jobs, rounds, pass_, models, errors, emit, nvml) -> dict[str, list
     return out
 
 
+REMEASURED_OK = "re-measured after the first pass disagreed or was contended"  # the only reason an ``ok`` job carries
+
+
 def _quality(kept: list[Round], bound: float, *, remeasured: bool, first: list[Round] = ()) -> tuple[str, str | None]:
     """``(timing_quality, timing_reason)`` of a job's kept rounds. After a re-measure, the first pass's
     uncontended rounds are a cross-check: a second pass that agrees with itself but not with them (a level
@@ -196,7 +199,7 @@ def _quality(kept: list[Round], bound: float, *, remeasured: bool, first: list[R
         if shift > bound:
             return "noisy", (f"re-measured rounds ({now:.3g} ms) disagree with the first pass's uncontended rounds "
                              f"({ref:.3g} ms) by {100 * shift:.0f} % (bound {100 * bound:.0f} %)")
-    return "ok", ("first pass disagreed or was contended; re-measured" if remeasured else None)
+    return "ok", (REMEASURED_OK if remeasured else None)
 
 
 def worst_quality(*flags: tuple) -> tuple[str, str | None]:
