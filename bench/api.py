@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from . import measurements
 from .plugins import load_plugins
 from .report import build_report, compare_runs
 from .report.tables import SCALES
@@ -27,8 +28,6 @@ IDENTITY = ("run_id", "model", "family", "fusion_point", "order_aware", "needs_f
             "point", "dataset", "num_classes", "noise", "camera", "profile", "config", *PROVENANCE_KEYS)
 # Fields that identify a record rather than measure anything.
 _RECORD = ("schema_version", "record_id", "key", "created_at", "measurement", "scale", "batch_size")
-# Measurements repeated per batch size: their columns carry ``_b<batch>``.
-PER_BATCH = ("latency", "memory")
 WIDE_KEYS = ["run_id", "model", "point_id", "seed"]
 # What a clip scale is: always scale-qualified, even on accuracy records.
 CLIP_FIELDS = ("frames", "height", "width", "channels", "backbone")
@@ -110,7 +109,7 @@ def wide_column(field: str, measurement: str, scale: str, batch: Any) -> str:
         return field
     name = f"{field}_{measurement}" if field in ("status", "error") else field
     name = f"{name}_{SCALES.get(scale, scale)}"
-    if measurement in PER_BATCH and field not in CLIP_FIELDS and batch == batch and batch is not None:
+    if measurement in measurements.per_batch() and field not in CLIP_FIELDS and batch == batch and batch is not None:
         name += f"_b{int(batch)}"
     return name
 

@@ -8,12 +8,12 @@ import hashlib
 import json
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from fusion_models.clip import ClipSpec
 
-MEASUREMENTS = ("accuracy", "params", "flops", "latency", "memory")
+from . import measurements as _measurements
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class RunSpec:
     train: TrainSpec = TrainSpec()
     cost: CostSpec = CostSpec()
     measure: MeasureSpec = MeasureSpec()
-    measurements: tuple[str, ...] = MEASUREMENTS
+    measurements: tuple[str, ...] = field(default_factory=_measurements.names)  # every registered one
     seeds: tuple[int, ...] = (0,)
     device: str = "cpu"
     threads: int | None = None
@@ -123,9 +123,10 @@ class RunSpec:
     point: tuple[tuple[str, Any], ...] = ()        # ablation knobs of this grid point, e.g. (("frames", 4),)
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.measurements if m not in MEASUREMENTS]
+        known = _measurements.names()
+        bad = [m for m in self.measurements if m not in known]
         if bad:
-            raise ValueError(f"unknown measurement(s) {', '.join(bad)}; choose from {', '.join(MEASUREMENTS)}")
+            raise ValueError(f"unknown measurement(s) {', '.join(bad)}; choose from {', '.join(known)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
         if not self.models:
@@ -237,7 +238,7 @@ def parse_int_list(text: str, *, what: str, minimum: int = 0) -> tuple[int, ...]
 
 
 __all__ = [
-    "ClipSpec", "TrainSpec", "CostSpec", "MeasureSpec", "RunSpec", "Profile", "PROFILES", "MEASUREMENTS",
+    "ClipSpec", "TrainSpec", "CostSpec", "MeasureSpec", "RunSpec", "Profile", "PROFILES",
     "get_profile", "parse_size", "parse_int_list", "run_spec_from_dict", "replace",
 ]
 

@@ -4,12 +4,14 @@ The harness never prints; this module is the only place that turns records into 
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from . import measurements
+from .measurements import fmt, pct as _pct
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -61,33 +63,12 @@ class RunProgress:
             self.console.print(_record_line(info), highlight=False)
 
 
-def fmt(x: Any, spec: str = ".3g") -> str:
-    """A number formatted with ``spec``; None and NaN as "-", anything else as ``str``."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return format(x, spec) if isinstance(x, (int, float)) else str(x)
-
-
 def _record_line(r: dict) -> str:
     head = f"  {r['model']:<24} {r['measurement']:<8} {r['scale']:<5}"
     if r["status"] != "ok":
         return f"{head} [red]{r['status']}[/red]: {str(r.get('error'))[:160]}"
     m = r["measurement"]
-    if m == "accuracy":
-        body = (f"top-1 {fmt(_pct(r.get('acc_top1')), '.1f')} % (ceiling {fmt(_pct(r.get('ceiling_top1')), '.0f')} %) "
-                f"in {fmt(r.get('train_time_s'), '.1f')} s")
-    elif m == "params":
-        body = f"{fmt(r.get('params'), ',')} params, first conv {fmt(r.get('first_conv_params'), ',')}"
-    elif m == "flops":
-        body = f"{fmt(r.get('gmacs'), '.4g')} GMACs, {fmt(r.get('gflops_torch'), '.4g')} GFLOPs (torch)"
-    elif m == "latency":
-        body = f"batch {r.get('batch_size')}: p50 {fmt(r.get('latency_ms_p50'), '.3g')} ms, p90 {fmt(r.get('latency_ms_p90'), '.3g')} ms"
-        if r.get("flow_share") is not None:
-            body += f", flow {100 * r['flow_share']:.0f}%"
-    elif m == "memory":
-        body = f"peak {fmt(r.get('peak_mem_mib'), '.3g')} MiB (train step {fmt(r.get('train_peak_mem_mib'), '.3g')} MiB)"
-    else:
-        body = ""
+    body = measurements.get(m).line(r) if m in measurements.names() else ""
     return f"{head} {body}"
 
 
@@ -143,19 +124,17 @@ def emit_rows(rows: list[dict[str, Any]], fmt_name: str = "table", *, title: str
     console.print(t)
 
 
-def _pct(v: Any) -> Any:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(100 * float(v), 1)
-
-
 def summary_rows(records: Iterable[dict]) -> list[dict[str, Any]]:
-    """One row per model (per model and ablation point when the run has several points): mean top-1 over
-    seeds and the ceiling in %, costs of the first seed."""
+    """One row per model (per model and ablation point when the run has several points): the summary cells
+    of every measurement (bench/measurements.py), e.g. mean top-1 over seeds and the ceiling in %, costs of
+    the first seed."""
     import json
 
     records = list(records)
     points = {r.get("point") or "" for r in records}
+    cells = [(m.name, cell) for m in measurements.measurements() for cell in m.summary]
     by_key: dict[tuple, dict[str, Any]] = {}
-    accs: dict[tuple, list[float]] = {}
+    seen: dict[tuple, dict[str, list]] = {}
     for r in records:
         point = r.get("point") or ""
         key = (r["model"], point)
@@ -166,27 +145,28 @@ def summary_rows(records: Iterable[dict]) -> list[dict[str, Any]]:
         if r["status"] != "ok":
             d["status"] = r["status"]
             continue
-        m, s = r["measurement"], r["scale"]
-        if m == "accuracy":
-            accs.setdefault(key, []).append(r.get("acc_top1"))
-            d["ceiling"] = r.get("ceiling_top1")
-        elif m == "params":
-            d.setdefault(f"params_{s}", r.get("params"))
-        elif m == "flops":
-            d.setdefault(f"gmacs_{s}", r.get("gmacs"))
-        elif m == "latency" and r.get("batch_size") == 1:
-            d.setdefault(f"lat_{s}", r.get("latency_ms_p50"))
-        elif m == "memory":
-            d.setdefault(f"mem_{s}", r.get("peak_mem_mib"))
+        vals = seen.setdefault(key, {})
+        for name, cell in cells:
+            if (name == r["measurement"] and cell.scale in (None, r["scale"])
+                    and cell.batch in (None, r.get("batch_size"))):
+                vals.setdefault(cell.header, []).append(r.get(cell.column))
     rows = []
     for key, d in by_key.items():
-        a = [x for x in accs.get(key, []) if x is not None]
-        rows.append({"model": d["model"], **({"point": d["point"]} if "point" in d else {}), "status": d["status"],
-                     "top-1 %": _pct(sum(a) / len(a)) if a else None, "ceiling %": _pct(d.get("ceiling")),
-                     "params (train)": d.get("params_train"), "GMACs (deploy)": d.get("gmacs_cost"),
-                     "p50 ms b1 (train)": d.get("lat_train"), "p50 ms b1 (deploy)": d.get("lat_cost"),
-                     "peak MiB (deploy)": d.get("mem_cost")})
+        row = {"model": d["model"], **({"point": d["point"]} if "point" in d else {}), "status": d["status"]}
+        for _, cell in cells:
+            row[cell.header] = _summary_value(seen.get(key, {}).get(cell.header, []), cell)
+        rows.append(row)
     return rows
+
+
+def _summary_value(vals: list, cell: measurements.Summary) -> Any:
+    """One summary cell from the values of its records, in record order (seeds)."""
+    if cell.agg == "mean":
+        vals = [x for x in vals if x is not None]
+        v = sum(vals) / len(vals) if vals else None
+    else:
+        v = (vals[0] if cell.agg == "first" else vals[-1]) if vals else None
+    return _pct(v) if cell.pct else v
 
 
 def fail(message: str, code: int = 2) -> None:

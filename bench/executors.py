@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import RunSpec
-from .results import STATUSES, RunStore
+from .results import STATUSES, RunStore, record_key
 from .runner import RunSummary, Runner
 
 Progress = Callable[[str, dict], None]
@@ -210,7 +210,7 @@ class RayRunner:
 
     def _task_error(self, spec: RunSpec, name: str, seed: int, exc: BaseException) -> dict[str, Any]:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return {"key": f"{spec.config_hash()}|{name}|{seed}|task", "model": name, "seed": seed,
+        return {"key": record_key(spec.config_hash(), name, seed, "task"), "model": name, "seed": seed,
                 "point_id": spec.config_hash(), "measurement": "task", "scale": "-", "status": "error",
                 "error": f"{type(exc).__name__}: {msg}"[:2000]}
 

@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 from fusion_models import list_models
 from fusion_models.backbone import check_backbone_name
 
-from .config import MEASUREMENTS, RunSpec, get_profile, parse_size
+from . import measurements as _measurements
+from .config import RunSpec, get_profile, parse_size
 from .data import DatasetSpec
 from .validate import check_options, check_run_spec
 
@@ -103,12 +104,13 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
             cost = replace(cost, clip=cost.clip.with_(frames=t, height=h, width=w))
     if opts.cost_backbone is not None:
         cost = replace(cost, backbone=opts.cost_backbone)
-    measurements = MEASUREMENTS
+    known = _measurements.names()
+    measurements = known
     if opts.measure:
         measurements = tuple(m.strip() for m in opts.measure.split(",") if m.strip())
-        bad = [m for m in measurements if m not in MEASUREMENTS]
+        bad = [m for m in measurements if m not in known]
         if bad or not measurements:
-            raise ValueError(f"unknown measurement {', '.join(bad) or opts.measure!r}; choose from {', '.join(MEASUREMENTS)}")
+            raise ValueError(f"unknown measurement {', '.join(bad) or opts.measure!r}; choose from {', '.join(known)}")
     ds_kwargs: dict[str, Any] = {"name": opts.dataset, "root": opts.root,
                                  "train_size": prof.train_size, "val_size": prof.val_size}
     for k in ("noise", "camera", "train_size", "val_size", "decoder"):
@@ -158,7 +160,7 @@ def _batch(spec: RunSpec, v: str) -> RunSpec:
     b = _pos_int(v, "batch")
     # Batch size is an inference knob here: accuracy and counts do not depend on it, so only
     # latency and memory are measured at each point (training keeps its batch).
-    keep = tuple(m for m in spec.measurements if m in ("latency", "memory")) or ("latency",)
+    keep = tuple(m for m in spec.measurements if m in _measurements.per_batch()) or ("latency",)
     return replace(spec, measure=replace(spec.measure, latency_batches=(b,)),
                    cost=replace(spec.cost, latency_batches=(b,)), measurements=keep)
 

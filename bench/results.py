@@ -23,8 +23,9 @@ from typing import Any, Iterable, Iterator
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "diverged", "error")
 
-# The documented columns of a record (a record may carry more, e.g. per-class accuracy).
-COLUMNS: dict[str, str] = {
+# The documented columns of a record (a record may carry more, e.g. per-class accuracy): identity and
+# config, then each measurement's own columns (bench/measurements.py), then distributed and provenance.
+_IDENTITY_COLUMNS: dict[str, str] = {
     # identity
     "schema_version": "record schema version",
     "run_id": "run directory name",
@@ -36,7 +37,7 @@ COLUMNS: dict[str, str] = {
     "fusion_point": "where time is fused",
     "order_aware": "model output changes when frames are reversed",
     "needs_flow": "model computes optical flow in forward",
-    "measurement": "accuracy | params | flops | latency | memory",
+    "measurement": "",  # the registered names, filled in by _columns
     "scale": "train (training clip) | cost (deployment clip)",
     "status": "ok | oom | diverged | error",
     "error": "message when status != ok",
@@ -53,37 +54,8 @@ COLUMNS: dict[str, str] = {
     "batch_size": "batch of this measurement (latency/memory) or of training (accuracy)",
     "noise": "synthetic additive noise sigma",
     "camera": "synthetic camera pan magnitude",
-    # accuracy
-    "acc_top1": "validation top-1 accuracy (fraction)",
-    "acc_shape": "fraction with the shape attribute right (synthetic)",
-    "acc_direction": "fraction with the direction attribute right (synthetic)",
-    "ceiling_top1": "Bayes ceiling of the model's family on this dataset (fraction)",
-    "train_time_s": "wall time of training",
-    "final_train_loss": "mean loss of the last epoch",
-    "val_loss": "mean validation loss",
-    # params / flops
-    "params": "total parameters (shared counted once)",
-    "params_trainable": "trainable parameters",
-    "first_conv_params": "parameters of the first convolution",
-    "gmacs": "fvcore multiply-accumulates x1e9 per clip (with our handlers)",
-    "gflops_torch": "torch FlopCounterMode FLOPs x1e9 per clip (2 per MAC)",
-    # latency
-    "latency_ms_p50": "median latency per batch (ms)",
-    "latency_ms_p90": "90th percentile (ms)",
-    "latency_ms_p99": "99th percentile (ms)",
-    "latency_ms_mean": "mean (ms)",
-    "latency_ms_iqr": "interquartile range (ms)",
-    "latency_ms_ci95_low": "95% CI of the median, low (ms; order statistics)",
-    "latency_ms_ci95_high": "95% CI of the median, high (ms)",
-    "latency_samples_ms": "raw samples (ms), kept for significance tests",
-    "throughput_clips_s": "batch_size / median latency",
-    "flow_latency_ms_p50": "median latency of the flow stage alone (two-stream models)",
-    "flow_share": "flow_latency_ms_p50 / latency_ms_p50",
-    "achieved_gflops_s": "2 * gmacs * batch / median latency",
-    "peak_fraction": "achieved_gflops_s / matmul_peak_gflops_s",
-    # memory
-    "peak_mem_mib": "peak live tensor memory of an inference forward (MiB)",
-    "train_peak_mem_mib": "peak live tensor memory of one training step (MiB)",
+}
+_RUN_COLUMNS: dict[str, str] = {
     # distributed
     "ddp_world_size": "processes that trained the model (1 = no DDP)",
     "measured_under_ddp": "cost measured inside a DDP group (always false: costs are measured on one device)",
@@ -95,6 +67,31 @@ COLUMNS: dict[str, str] = {
     "git_commit": "commit of the suite",
     "git_dirty": "uncommitted changes present",
 }
+
+
+def _columns() -> dict[str, str]:
+    from . import measurements
+
+    cols = {**_IDENTITY_COLUMNS, "measurement": " | ".join(measurements.names())}
+    cols.update((c.name, c.description) for _, c in measurements.columns())
+    return {**cols, **_RUN_COLUMNS}
+
+
+def _live_columns():
+    from .measurements import LiveMap
+
+    return LiveMap(_columns)
+
+
+COLUMNS = _live_columns()  # live: a measurement registered later (a plug-in) is documented too
+
+
+def record_key(point_id: str, model: str, seed: int, measurement: str, scale: str | None = None,
+               batch: int | None = None) -> str:
+    """The resume key of a record, ``point_id|model|seed|measurement|scale|batch`` (a Ray task that failed as a
+    whole: ``point_id|model|seed|task``). The one place a key is spelled, for the local, DDP and Ray paths."""
+    parts = (point_id, model, seed, measurement) + ((scale, batch) if scale is not None else ())
+    return "|".join(map(str, parts))
 
 
 def now_iso() -> str:

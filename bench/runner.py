@@ -26,9 +26,10 @@ from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
 from .config import RunSpec
-from .measure import count_flops, count_params, is_oom, measure_matmul_peak, measure_memory, resolve_device
+from . import measurements
+from .measure import is_oom, measure_matmul_peak, resolve_device
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
-from .results import PROVENANCE_KEYS, SCHEMA_VERSION, RunStore, StoreWriteError, environment, now_iso
+from .results import PROVENANCE_KEYS, SCHEMA_VERSION, RunStore, StoreWriteError, environment, now_iso, record_key
 
 Progress = Callable[[str, dict], None]
 
@@ -160,13 +161,13 @@ class Runner:
                 train_clip_meta = {**meta, "frames": spec.clip.frames, "height": spec.clip.height,
                                    "width": spec.clip.width, "backbone": spec.backbone}
                 self._costs(spec, name, train_clip_meta, "train", spec.clip, spec.backbone, num_classes, device,
-                            seed, model, spec.measure.latency_batches)
+                            seed, model)
                 if spec.cost.enabled:
                     c = spec.cost.clip
                     cost_meta = {**meta, "frames": c.frames, "height": c.height, "width": c.width,
                                  "backbone": spec.cost.backbone}
                     self._costs(spec, name, cost_meta, "cost", c, spec.cost.backbone, num_classes, device, seed,
-                                None, spec.cost.latency_batches)
+                                None)
                 if accuracy:
                     self.emit("model_end", {"model": name, "seed": seed})
             self._latency_rounds(spec, device)  # every model's latency, in interleaved rounds
@@ -209,7 +210,7 @@ class Runner:
         from .data import make_loader
         from .train import train_and_evaluate
 
-        key = f"{meta['point_id']}|{name}|{seed}|accuracy|train|{spec.train.batch_size}"
+        key = record_key(meta["point_id"], name, seed, "accuracy", "train", spec.train.batch_size)
         holder: dict[str, Any] = {}
 
         def fn() -> dict[str, Any]:
@@ -281,14 +282,14 @@ class Runner:
         self._attempt(key, base, fn)
         return holder.get("model")
 
-    def _costs(self, spec, name, meta, scale, clip, backbone, num_classes, device, seed, model, batches) -> None:
-        wanted = [m for m in ("params", "flops", "latency", "memory") if m in spec.measurements]
-        if not wanted:
+    def _costs(self, spec, name, meta, scale, clip, backbone, num_classes, device, seed, model) -> None:
+        """Every measurement of the table (bench/measurements.py) but the trained one, at this clip scale."""
+        wanted = [m for m in measurements.measurements()
+                  if m.how != "train" and m.name in spec.measurements and scale in m.scales]
+        planned = [(m, b) for m in wanted for b in m.batches(spec, scale)]
+        if not planned:
             return
-        prefix = f"{meta['point_id']}|{name}|{seed}"
-        mem_batch = spec.train.batch_size if scale == "train" else 1
-        planned = [(m, b) for m in wanted for b in (batches if m == "latency" else [mem_batch if m == "memory" else 1])]
-        keys = {(m, b): f"{prefix}|{m}|{scale}|{b}" for m, b in planned}
+        keys = {(m.name, b): record_key(meta["point_id"], name, seed, m.name, scale, b) for m, b in planned}
         if all(k in self.done for k in keys.values()):  # nothing to do: don't even build the model
             self.summary.skipped += len(keys)
             return
@@ -300,21 +301,18 @@ class Runner:
             return built["model"].to(device).eval()
 
         base = {**meta, "scale": scale, "measured_under_ddp": False}  # costs: one process, after any DDP group
-        measure = {
-            "params": lambda b: count_params(get_model()).as_dict(),
-            "flops": lambda b: count_flops(get_model(), clip.dummy(1, device=device)).as_dict(),
-            "memory": lambda b: self._memory(spec, get_model(), clip, b, device),
-        }
         for m, b in planned:
-            if m == "latency":  # deferred: measured with the other models' latencies, round by round
-                if keys[(m, b)] in self.done:
+            key, rec = keys[(m.name, b)], {**base, "measurement": m.name, "batch_size": b}
+            if m.how == "rounds":  # deferred: measured with the other models' latencies, round by round
+                if key in self.done:
                     self.summary.skipped += 1
-                    self.emit("skip", {"key": keys[(m, b)]})
+                    self.emit("skip", {"key": key})
                 else:
-                    self._latency_pending.append(dict(key=keys[(m, b)], base={**base, "measurement": m, "batch_size": b},
-                                                      get_model=get_model, clip=clip, batch=b, meta=meta, scale=scale))
+                    self._latency_pending.append(dict(key=key, base=rec, get_model=get_model, clip=clip, batch=b,
+                                                      meta=meta, scale=scale))
                 continue
-            self._attempt(keys[(m, b)], {**base, "measurement": m, "batch_size": b}, lambda m=m, b=b: measure[m](b))
+            ctx = measurements.Context(spec=spec, scale=scale, clip=clip, batch=b, device=device, model=get_model)
+            self._attempt(key, rec, lambda m=m, ctx=ctx: m.run(ctx))
 
     def _latency_rounds(self, spec, device) -> None:
         """Measure the pending latencies in interleaved rounds (``bench.measure.rounds``), then record each."""
@@ -357,17 +355,6 @@ class Runner:
             achieved = 2.0 * gmacs * batch / (p50 / 1e3)
             out["achieved_gflops_s"] = achieved
             out["peak_fraction"] = achieved / peak if peak and peak == peak else None
-        return out
-
-    def _memory(self, spec, model, clip, batch, device) -> dict[str, Any]:
-        x = clip.dummy(batch, device=device)
-        out = dict(measure_memory(model, x, device=device, train_step=False).as_dict())
-        if spec.measure.memory_train_step:
-            tr = measure_memory(model, x, device=device, train_step=True).as_dict()
-            out["train_peak_mem_mib"] = tr.get("peak_mem_mib")
-            if "reserved_mib" in tr:
-                out["train_reserved_mib"] = tr.get("reserved_mib")
-        model.eval()
         return out
 
 

@@ -245,7 +245,7 @@ def build_report(
     knobs = T.varied_knobs(df)
     if knobs:
         blocks.append(Block("h2", "Ablations"))
-    metric_labels = {c: lab for c, _, lab in T.ABLATION_METRICS}
+    metric_labels = {c: lab for c, _, lab in T.ablation_metrics()}
     for knob, values in knobs.items():
         abl = T.ablation_table(df, knob)
         if abl.empty:

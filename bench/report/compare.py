@@ -16,32 +16,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench import measurements
 from bench.results import load_results, resolve_run
 
 from . import figures as F
 from . import tables as T
 from .render import to_markdown
 
-# metric -> (measurement it lives in, statistic of the raw latency samples it summarises, or None)
-METRICS: dict[str, tuple[str, str | None]] = {
-    "latency_ms_p50": ("latency", "p50"),
-    "latency_ms_p90": ("latency", "p90"),
-    "latency_ms_p99": ("latency", "p99"),
-    "latency_ms_mean": ("latency", "mean"),
-    "throughput_clips_s": ("latency", "inv_p50"),
-    "achieved_gflops_s": ("latency", "inv_p50"),
-    "flow_latency_ms_p50": ("latency", None),
-    "peak_mem_mib": ("memory", None),
-    "train_peak_mem_mib": ("memory", None),
-    "gmacs": ("flops", None),
-    "gflops_torch": ("flops", None),
-    "params": ("params", None),
-    "first_conv_params": ("params", None),
-    "acc_top1": ("accuracy", None),
-    "train_time_s": ("accuracy", None),
-}
-UNITS = {"latency_ms": "ms", "throughput_clips_s": "clips/s", "achieved_gflops_s": "GFLOP/s", "mem_mib": "MiB",
-         "gmacs": "GMACs", "gflops": "GFLOPs", "params": "parameters", "acc_top1": "fraction", "train_time_s": "s"}
+# metric -> (measurement it lives in, statistic of the raw latency samples it summarises, or None): the columns
+# the measurement table (bench/measurements.py) gives a unit, read live so a registered measurement is comparable.
+METRICS = measurements.LiveMap(measurements.compare_metrics)
 N_BOOT = 2000
 
 
@@ -59,6 +43,7 @@ class CompareResult:
     run_ids: list[str]
     notes: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)  # setups that differ between the two runs, said first
+    better: str = "lower"  # which way a ratio is an improvement for this metric ("lower" | "higher")
 
 
 def _statistic(kind: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -307,7 +292,7 @@ def compare_runs(
     stem = f"compare_{metric}"
     csv = out / f"{stem}.csv"
     table.to_csv(csv, index=False)
-    unit = next((u for k, u in UNITS.items() if k in metric), "")
+    unit = measurements.column(metric).unit
     if id_b:
         title = f"{metric}: {id_b} (B) / {id_a} (A)"
         xlabel = f"{metric}: B / A (log scale; < 1: B lower)"
@@ -320,7 +305,7 @@ def compare_runs(
     md.write_text(_markdown(table, title, unit, kind, notes, fig.name, differences), encoding="utf-8")
     return CompareResult(table=table, figure=fig, csv=csv, markdown=md, out_dir=out, metric=metric,
                          baseline=None if id_b else baseline, run_ids=[i for i in (id_a, id_b) if i], notes=notes,
-                         differences=differences)
+                         differences=differences, better=measurements.column(metric).better)
 
 
 def _markdown(table: pd.DataFrame, title: str, unit: str, kind: str | None, notes: list[str], fig: str,

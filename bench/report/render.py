@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import measurements
+
 from .tables import SCALES, is_flagged
 
 
@@ -55,16 +57,9 @@ def fmt_pct(v: Any, decimals: int = 1) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{100 * v:.{decimals}f}"
 
 
-_COST_DISPLAY = (
-    # (suffix, measurement, header, divisor)
-    ("gmacs", "flops", "GMACs", 1),
-    ("params", "params", "params (M)", 1e6),
-    ("first_conv_params", "params", "1st-conv params (k)", 1e3),
-    ("latency_ms_p50", "latency", "latency p50 (ms{b})", 1),
-    ("latency_ms_p90", "latency", "latency p90 (ms{b})", 1),
-    ("throughput_clips_s", "latency", "throughput (clips/s{b})", 1),
-    ("peak_mem_mib", "memory", "peak mem (MiB{b})", 1),
-)
+def _cost_display() -> list[tuple[str, str, str, float]]:
+    """(suffix, measurement, header, divisor) of the main table's cost cells (bench/measurements.py)."""
+    return [(c.name, m.name, c.main, c.divisor) for m, c in measurements.columns("report") if c.main]
 
 
 def display_main_table(main: pd.DataFrame, failed: dict[tuple, str]) -> pd.DataFrame:
@@ -105,7 +100,7 @@ def display_main_table(main: pd.DataFrame, failed: dict[tuple, str]) -> pd.DataF
     # shape / direction accuracies live in the ceiling figure and tables/main.csv: the main table is wide enough
     for prefix, label in scales.items():
         group = f"cost — {label}"
-        for suffix, meas, header, div in _COST_DISPLAY:
+        for suffix, meas, header, div in _cost_display():
             col = f"{prefix}_{suffix}"
             if col not in main:
                 continue

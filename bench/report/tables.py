@@ -17,29 +17,35 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench import measurements
+
 FAMILY_ORDER = ("single_frame", "order_invariant", "order_aware")
 SCALES = {"train": "train", "cost": "deploy"}          # record scale -> column prefix
 SCALE_TITLES = {"train": "train clip", "cost": "deploy clip"}
 
-# Per-scale cost columns of the main table: (output suffix, record column, measurement, which batch).
-COST_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("gmacs", "gmacs", "flops", "min"),
-    ("params", "params", "params", "min"),
-    ("first_conv_params", "first_conv_params", "params", "min"),
-    ("latency_ms_p50", "latency_ms_p50", "latency", "min"),
-    ("latency_ms_p90", "latency_ms_p90", "latency", "min"),
-    ("throughput_clips_s", "throughput_clips_s", "latency", "max"),
-    ("peak_mem_mib", "peak_mem_mib", "memory", "min"),
-)
+
+
+def cost_columns() -> list[tuple[str, str, str, str]]:
+    """Per-scale cost columns of the main table: (output suffix, record column, measurement, which batch),
+    every column with a main-table header in the measurement table (bench/measurements.py), by report rank."""
+    return [(c.name, c.name, m.name, c.batch) for m, c in measurements.columns("report") if c.main]
+
+
 ACCURACY_COLUMNS = ("acc_top1", "acc_shape", "acc_direction")
 CEILING_COLUMNS = ("ceiling_top1", "ceiling_shape", "ceiling_direction")
-_NEEDED = (
+_IDENTITY = (
     "run_id", "model", "family", "measurement", "scale", "status", "error", "seed", "point", "point_id",
     "frames", "height", "width", "backbone", "batch_size", "num_classes", "needs_flow", "fusion_point",
-    *ACCURACY_COLUMNS, *CEILING_COLUMNS, "params", "first_conv_params", "gmacs", "latency_ms_p50",
-    "latency_ms_p90", "throughput_clips_s", "peak_mem_mib", "flow_latency_ms_p50", "flow_share",
-    "timing_quality", "timing_reason",
 )
+_LATENCY_EXTRA = ("flow_latency_ms_p50", "flow_share", "timing_quality", "timing_reason")  # flow split, timing flags
+
+
+def _needed() -> tuple[str, ...]:
+    """Every column the report reads (``prepare`` adds the missing ones as NaN)."""
+    main = [c.name for _, c in measurements.columns() if c.main or c.ablation]
+    return tuple(dict.fromkeys((*_IDENTITY, *ACCURACY_COLUMNS, *CEILING_COLUMNS, *main, *_LATENCY_EXTRA)))
+
+
 FLAGGED = ("noisy", "contended")  # timing_quality values that mark a latency as not to be trusted (worst last)
 
 
@@ -83,7 +89,7 @@ def point_knobs(point: Any) -> dict[str, Any]:
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every column the report reads (missing -> NaN), ``point_label`` and a stable model order."""
     df = df.copy()
-    for col in _NEEDED:
+    for col in _needed():
         if col not in df.columns:
             df[col] = np.nan
     for col, default in (("status", "ok"), ("family", "unknown"), ("model", "?")):
@@ -229,9 +235,10 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
             continue
         scales[prefix] = scale_label(df, scale)
         batches[prefix] = {}
-        for suffix, col, meas, how in COST_COLUMNS:
+        per_batch = measurements.per_batch()
+        for suffix, col, meas, how in cost_columns():
             m = at[at["measurement"] == meas]
-            batch = _pick_batch(m, how) if meas in ("latency", "memory") else math.nan
+            batch = _pick_batch(m, how) if meas in per_batch else math.nan
             batches[prefix][suffix] = batch
             if not math.isnan(batch):
                 m = m[m["batch_size"] == batch]
@@ -279,7 +286,7 @@ def _status_summary(df: pd.DataFrame, row: pd.Series, keys: list[str]) -> str:
         return "ok"
     parts = []
     for (status, meas, scale), g in bad.groupby(["status", "measurement", "scale"], dropna=False, sort=False):
-        b = sorted({int(x) for x in g["batch_size"].dropna()}) if meas in ("latency", "memory") else []
+        b = sorted({int(x) for x in g["batch_size"].dropna()}) if meas in measurements.per_batch() else []
         where = f"{SCALES.get(scale, scale)} {meas}" + (f" b{','.join(map(str, b))}" if b else "")
         parts.append(f"{status}: {where}")
     return "; ".join(dict.fromkeys(parts))
@@ -378,14 +385,9 @@ def varied_knobs(df: pd.DataFrame) -> dict[str, list]:
     return out
 
 
-ABLATION_METRICS: tuple[tuple[str, str, str], ...] = (
-    # (record column, measurement, axis label)
-    ("acc_top1", "accuracy", "top-1 accuracy (%)"),
-    ("gmacs", "flops", "GMACs per clip"),
-    ("params", "params", "parameters (M)"),
-    ("latency_ms_p50", "latency", "latency p50 (ms)"),
-    ("peak_mem_mib", "memory", "peak memory (MiB)"),
-)
+def ablation_metrics() -> list[tuple[str, str, str]]:
+    """(record column, measurement, axis label) of every column with an ablation label, by report rank."""
+    return [(c.name, m.name, c.ablation) for m, c in measurements.columns("report") if c.ablation]
 
 
 def ablation_table(df: pd.DataFrame, knob: str) -> pd.DataFrame:
@@ -396,15 +398,17 @@ def ablation_table(df: pd.DataFrame, knob: str) -> pd.DataFrame:
     d = d[d[knob].notna()]
     others = [c for c in ("run_id",) if d["run_id"].nunique() > 1]
     rows = []
-    for col, meas, _ in ABLATION_METRICS:
+    metrics, per_batch = ablation_metrics(), measurements.per_batch()
+    for col, meas, _ in metrics:
+        mean_ci = measurements.column(col).over_seeds == "mean_ci"
         m = d[d["measurement"] == meas]
         if m.empty or m[col].notna().sum() == 0:
             continue
         for scale, at in m.groupby("scale", sort=False):
-            if meas in ("latency", "memory") and at["batch_size"].notna().any():
+            if meas in per_batch and at["batch_size"].notna().any():
                 at = at[at["batch_size"] == at["batch_size"].min()]
             for key, g in at.groupby(others + ["model", knob], sort=False):
-                mean, half, n = t_interval(g[col]) if meas == "accuracy" else (float(g[col].median()), math.nan, len(g))
+                mean, half, n = t_interval(g[col]) if mean_ci else (float(g[col].median()), math.nan, len(g))
                 key = key if isinstance(key, tuple) else (key,)
                 row = dict(zip(others + ["model", knob], key))
                 row.update(family=g["family"].iloc[0], scale=SCALES.get(scale, scale), metric=col, mean=mean,
@@ -414,7 +418,7 @@ def ablation_table(df: pd.DataFrame, knob: str) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    metric_rank = {c: i for i, (c, _, _) in enumerate(ABLATION_METRICS)}
+    metric_rank = {c: i for i, (c, _, _) in enumerate(metrics)}
     out["_metric_sort"] = out["metric"].map(metric_rank)
     return (out.sort_values(["_metric_sort", "scale", "_model_sort", knob], ascending=[True, False, True, True],
                             kind="stable").drop(columns=["_model_sort", "_metric_sort"]).reset_index(drop=True))
