@@ -41,7 +41,7 @@ def run(models: str | Sequence[str] = "all", *, profile: str = "quick", device: 
     ``df.attrs["run_id"]`` and ``df.attrs["path"]`` name the run."""
     from .plan import RunOptions, build_run_spec
     from .results import RunStore, new_run_id
-    from .runner import Runner, finish_run, resolve_device, start_run
+    from .runner import Runner, resolve_device
 
     load_plugins(list(plugins))
     models = models if isinstance(models, str) else ",".join(models)
@@ -49,15 +49,15 @@ def run(models: str | Sequence[str] = "all", *, profile: str = "quick", device: 
                           resolved_device=resolve_device(device))
     store = RunStore.create(Path(out), run_id or new_run_id("run"))
     with store.lock():
-        start_run(store, [spec], command=f"bench.api.run(models={models!r}, profile={profile!r})",
-                  device=spec.device)
+        store.start([spec], command=f"bench.api.run(models={models!r}, profile={profile!r})",
+                    device=spec.device)
         runner = Runner(store)
         try:
             summary = runner.run([spec])
         except BaseException:
-            finish_run(store, runner.summary, "interrupted")
+            store.finish(runner.summary, "interrupted")
             raise
-        finish_run(store, summary, "complete")
+        store.finish(summary, "complete")
     df = _load_records(store.run_id, root=out)
     df.attrs.update(run_id=store.run_id, path=str(store.path))
     return df

@@ -81,7 +81,6 @@ def list_cmd(
 
 
 # ---------------------------------------------------------------------------------------------- run
-BACKBONE_HELP = "small_cnn | resnet18 | mobilenet_v3_small | timm:NAME | tv:NAME (docs/add_your_own.md)"
 CLIP_HELP = ("training clip T<frames>x<H>x<W>, e.g. T8x32x32: the one clip syntax, as in --cost-clip "
              "(--frames and --size set its parts)")
 
@@ -90,47 +89,54 @@ CONFIG_HELP = ("TOML (or YAML) file of run settings: models, seeds, profile, any
                "batch_size, ...) and a vary table of field = list of values; options given on the command line win")
 
 
-def _run_options(**kw):
+def with_run_options(command):
+    """Give ``command`` one ``--option`` per ``bench.plan.RunOptions`` field, where its ``options`` parameter
+    stands (each option is declared once, in plan.py); ``command`` receives their values as ``options``
+    (a dict of the command line's text, for ``_run_options``)."""
+    import dataclasses
+    import functools
+    import inspect
+    import typing
+
     from .plan import RunOptions
 
-    return RunOptions(**kw)
+    hints = typing.get_type_hints(RunOptions)
+    generated = []
+    for f in dataclasses.fields(RunOptions):
+        meta = f.metadata
+        flags = meta.get("flags", (f"--{f.name.replace('_', '-')}",))
+        default = meta.get("text", f.default)
+        generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                           default=typer.Option(default, *flags, help=meta["help"]),
+                                           annotation=type(default) if "text" in meta else hints[f.name]))
+    own = list(inspect.signature(command, eval_str=True).parameters.values())
+    at = [p.name for p in own].index("options")
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at]] + generated + \
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at + 1:]]
+    names = {p.name for p in generated}
+
+    @functools.wraps(command)
+    def wrapper(**kw):
+        return command(options={k: kw.pop(k) for k in list(kw) if k in names}, **kw)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer reads the generated signature, not the command's own
+    return wrapper
+
+
+def _run_options(options: dict):
+    from .plan import RunOptions
+
+    return RunOptions.from_text(options)
 
 
 @app.command("run")
+@with_run_options
 def run_cmd(
     ctx: typer.Context,
-    models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
-    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
-    root: Optional[str] = typer.Option(None, help="dataset root for real videos (folder, CSV manifest, UCF/HMDB root)"),
+    options: dict,  # every RunOptions field, as --models, --dataset, ... (with_run_options)
     clip: Optional[str] = typer.Option(None, "--clip", help=CLIP_HELP),
-    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (the T of --clip)"),
-    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
-    batch_size: Optional[int] = typer.Option(None, help="training batch size"),
-    epochs: Optional[int] = typer.Option(None, help="fixed length: exactly N epochs, no early stop (default: train "
-                                                     "to a plateau, docs/accuracy.md)"),
-    lr: Optional[float] = typer.Option(None),
-    budget: Optional[int] = typer.Option(None, help="plateau protocol: cap on optimizer steps (>= 1)"),
-    patience: Optional[int] = typer.Option(None, help="stopping evaluations without a new best before stopping (>= 1)"),
-    eval_every: Optional[int] = typer.Option(None, help="steps between stopping-split evaluations (>= 1)"),
-    stop_fraction: Optional[float] = typer.Option(None, help="share of training clips held out as the stopping "
-                                                            "split, in (0, 1)"),
-    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
-    profile: str = typer.Option("quick", help="smoke | quick | full"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
-    backbone: Optional[str] = typer.Option(None, help=BACKBONE_HELP),
-    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
-                                                          "T16x112x112), or 'off'"),
-    cost_backbone: Optional[str] = typer.Option(None, help="backbone at the deployment clip (default resnet18)"),
-    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
-    noise: Optional[float] = typer.Option(None, help="synthetic: additive noise sigma"),
-    camera: Optional[int] = typer.Option(None, help="synthetic: camera pan px/frame"),
-    train_size: Optional[int] = typer.Option(None, help="synthetic: training clips"),
-    val_size: Optional[int] = typer.Option(None, help="synthetic: validation clips"),
-    decoder: Optional[str] = typer.Option(None, help="real video: auto | pyav | torchcodec"),
-    amp: str = typer.Option("none", help="latency under autocast: none | fp16 | bf16"),
-    channels_last: bool = typer.Option(False, "--channels-last", help="latency with channels_last tensors"),
-    compile: bool = typer.Option(False, "--compile", help="latency of torch.compile(model)"),
     out: Path = typer.Option(Path("results"), help="results root"),
     resume: Optional[str] = typer.Option(None, help="resume RUN_ID: measure only what it lacks"),
     nproc: Optional[int] = typer.Option(None, help="train each model with DDP on N processes of this machine "
@@ -141,7 +147,6 @@ def run_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Train and measure the selected models on identical clips; records land in results/<run-id>/."""
-    from .config import parse_int_list
     from .plan import build_run_spec
     from .measure import resolve_device
 
@@ -152,21 +157,15 @@ def run_cmd(
             _check_resume_flags(ctx, resume)
             ray = _launch(ctx, nproc, executor, address, None)
         return _resume(resume, out, ctx, ray=ray, fmt_name=format)
+    device = options["device"]
     with user_errors():
         dev = resolve_device(device)
-        opts = _run_options(
-            models=models, dataset=dataset, root=root, frames=frames, size=size, batch_size=batch_size,
-            epochs=epochs, lr=lr, budget=budget, patience=patience, eval_every=eval_every, stop_fraction=stop_fraction,
-            seeds=parse_int_list(seeds, what="--seeds"), profile=profile, device=device,
-            measure=measure, backbone=backbone, cost_clip=cost_clip, cost_backbone=cost_backbone, threads=threads,
-            noise=noise, camera=camera, train_size=train_size, val_size=val_size, decoder=decoder,
-            amp=amp, channels_last=channels_last, compile=compile,
-        )
+        opts = _run_options(options)
         cfg = _config(config, ctx)
         if cfg is not None and cfg.vary:
             raise ValueError(f"config {config}: a [vary] table is a sweep; run it with bench ablate --config {config}")
         spec = _with_clip(_configured(build_run_spec(_with_config(opts, cfg, ctx), resolved_device=dev), cfg, ctx),
-                          clip, frames, size)
+                          clip, opts.frames, opts.size)
         ray = _launch(ctx, nproc, executor, address, [spec])
     notice = f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)") if device == "auto" else None
     _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice, fmt_name=format)
@@ -217,30 +216,15 @@ def _configured(spec, cfg, ctx: typer.Context):
 
 
 @app.command("ablate")
+@with_run_options
 def ablate_cmd(
     ctx: typer.Context,
     vary: List[str] = typer.Option([], "--vary", help="FIELD=V1,V2,... (repeatable), over any spec field: the knobs "
                                                        "frames, size, noise, camera, distractors, texture, batch, "
                                                        "epochs, backbone, or lr, batch_size, amp, ... (a wrong name "
                                                        "lists them all); list fields join items with +"),
-    models: str = typer.Option("all", "--models", "-m", help="all | NAME,NAME | GLOB"),
-    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-order | folder | ucf101 | hmdb51"),
-    root: Optional[str] = typer.Option(None, help="dataset root for real videos"),
-    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
-    profile: str = typer.Option("quick", help="smoke | quick | full"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    measure: Optional[str] = typer.Option(None, help="subset of accuracy,params,flops,latency,memory"),
-    epochs: Optional[int] = typer.Option(None, help="training epochs"),
+    options: dict = None,  # every RunOptions field, as --models, --dataset, ... (with_run_options)
     clip: Optional[str] = typer.Option(None, "--clip", help=CLIP_HELP),
-    frames: Optional[int] = typer.Option(None, help="frames T of the training clip (the T of --clip)"),
-    size: Optional[str] = typer.Option(None, help="training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)"),
-    batch_size: Optional[int] = typer.Option(None, help="training batch size"),
-    lr: Optional[float] = typer.Option(None, help="learning rate"),
-    backbone: Optional[str] = typer.Option(None, help=BACKBONE_HELP),
-    amp: str = typer.Option("none", help="latency under autocast: none | fp16 | bf16"),
-    cost_clip: Optional[str] = typer.Option(None, help="deployment clip for costs, TxHxW as --clip (e.g. "
-                                                          "T16x112x112), or 'off'"),
-    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)"),
     out: Path = typer.Option(Path("results"), help="results root"),
     executor: str = typer.Option("local", help="local | ray (one Ray task per point x model x seed)"),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join: auto | HOST:PORT (default: local Ray)"),
@@ -249,7 +233,6 @@ def ablate_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """A grid over knobs; every point is an ordinary run point in one run directory."""
-    from .config import parse_int_list
     from .plan import ablation_points, build_run_spec, parse_vary
     from .measure import resolve_device
 
@@ -258,13 +241,10 @@ def ablate_cmd(
         cfg = _config(config, ctx)
         grid = parse_vary(vary) if vary or cfg is None or not cfg.vary else []
         grid += [(k, v) for k, v in (cfg.vary if cfg else []) if k not in {g for g, _ in grid}]  # --vary wins
-        opts = _with_config(_run_options(
-            models=models, dataset=dataset, root=root, seeds=parse_int_list(seeds, what="--seeds"), profile=profile,
-            device=device, measure=measure, epochs=epochs, frames=frames, size=size, batch_size=batch_size, lr=lr,
-            backbone=backbone, amp=amp, cost_clip=cost_clip, threads=threads), cfg, ctx)
+        opts = _with_config(_run_options(options), cfg, ctx)
         dev = resolve_device(opts.device)
         points = ablation_points(_with_clip(_configured(build_run_spec(opts, resolved_device=dev), cfg, ctx),
-                                            clip, frames, size), grid)
+                                            clip, opts.frames, opts.size), grid)
         ray = _launch(ctx, None, executor, address, points)
     _execute(points, out, run_id=None, prefix="ablate", ctx=ctx, ray=ray, fmt_name=format)
 
@@ -376,7 +356,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
              ctx: typer.Context | None = None, ray=None, notice: str | None = None, fmt_name: str = "table") -> None:
     from .distributed import launched_by_torchrun
     from .results import RunStore, new_run_id
-    from .runner import Runner, finish_run, start_run
+    from .runner import Runner
 
     ddp = None
     if launched_by_torchrun():  # one rank of `torchrun -m bench run ...`: rank 0 alone writes and renders
@@ -389,7 +369,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
             if store is None:
                 store = RunStore.create(out, run_id or new_run_id(prefix))
                 _hold_lock(store, ctx)  # one writer per run, for the life of the run
-                start_run(store, points, command=_command_line(ctx), device=points[0].device)
+                store.start(points, command=_command_line(ctx), device=points[0].device)
                 if notice:  # printed once the run exists, so bad input prints its one error line alone
                     err_console.print(notice)
             else:
@@ -431,7 +411,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
         if ray is not None:
             ray.shutdown()
     with user_errors():
-        finish_run(store, summary, "complete")
+        store.finish(summary, "complete")
     emit_rows(summary_rows(store.records()), fmt_name, title=f"run {store.run_id}")
     bad = {k: v for k, v in summary.counts.items() if k != "ok"}
     (out_console if fmt_name == "table" else err_console).print(  # csv/json: stdout holds the data alone
@@ -445,10 +425,8 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
 
 def _mark(store, summary, status: str) -> bool:
     """Mark run.json ``status`` where it can be written (a full disk may refuse even that)."""
-    from .runner import finish_run
-
     try:
-        finish_run(store, summary, status)
+        store.finish(summary, status)
     except OSError:
         return False
     return True

@@ -6,6 +6,7 @@ so reports and resumes treat sweeps and single runs alike.
 from __future__ import annotations
 
 import itertools
+import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -13,43 +14,71 @@ from fusion_models import list_models
 from fusion_models.backbone import check_backbone_name
 
 from . import measurements as _measurements
-from .config import RunSpec, get_profile, parse_size
+from .config import RunSpec, get_profile, parse_int_list, parse_size
 from .data import DatasetSpec
 from .validate import check_options, check_run_spec
 
 
+BACKBONE_HELP = "small_cnn | resnet18 | mobilenet_v3_small | timm:NAME | tv:NAME (docs/add_your_own.md)"
+
+
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A ``RunOptions`` field: its default and its ``--help`` text, from which ``bench run`` and ``bench ablate``
+    declare their options (bench/cli.py ``with_run_options``). ``cli`` may give ``flags`` (the option's
+    spellings), ``text`` (the command line's default, as typed) and ``parse`` (text -> the field's value)."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
+def _seeds(text: Any) -> tuple[int, ...]:
+    return parse_int_list(text, what="--seeds") if isinstance(text, str) else tuple(text)
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    """What a user may set on ``bench run``; ``None`` means "the profile's default"."""
+    """What a user may set on ``bench run`` / ``bench ablate`` (each option declared here once); ``None`` means
+    "the profile's default"."""
 
-    models: str = "all"
-    dataset: str = "synthetic"
-    root: str | None = None
-    frames: int | None = None
-    size: str | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    budget: int | None = None             # plateau protocol (TrainSpec.budget_steps, patience, ...)
-    patience: int | None = None
-    eval_every: int | None = None
-    stop_fraction: float | None = None
-    seeds: Sequence[int] = (0,)
-    profile: str = "quick"
-    device: str = "auto"
-    measure: str | None = None
-    backbone: str | None = None
-    cost_clip: str | None = None          # "T16x112x112" or "off"
-    cost_backbone: str | None = None
-    threads: int | None = None
-    noise: float | None = None
-    camera: int | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    decoder: str | None = None
-    amp: str | None = None                # latency knobs (see MeasureSpec)
-    channels_last: bool = False
-    compile: bool = False
+    models: str = _opt("all", "all | NAME,NAME | GLOB", flags=("--models", "-m"))
+    dataset: str = _opt("synthetic", "synthetic | synthetic-order | folder | ucf101 | hmdb51")
+    root: str | None = _opt(None, "dataset root for real videos (folder, CSV manifest, UCF/HMDB root)")
+    frames: int | None = _opt(None, "frames T of the training clip (the T of --clip)")
+    size: str | None = _opt(None, "training clip size HxW, e.g. 32x32 (shorthand for the HxW of --clip)")
+    batch_size: int | None = _opt(None, "training batch size")
+    epochs: int | None = _opt(None, "fixed length: exactly N epochs, no early stop (default: train to a plateau, "
+                                    "docs/accuracy.md)")
+    lr: float | None = _opt(None, "learning rate")
+    # plateau protocol (TrainSpec.budget_steps, patience, ...)
+    budget: int | None = _opt(None, "plateau protocol: cap on optimizer steps (>= 1)")
+    patience: int | None = _opt(None, "stopping evaluations without a new best before stopping (>= 1)")
+    eval_every: int | None = _opt(None, "steps between stopping-split evaluations (>= 1)")
+    stop_fraction: float | None = _opt(None, "share of training clips held out as the stopping split, in (0, 1)")
+    seeds: Sequence[int] = _opt((0,), "comma-separated seeds, e.g. 0,1,2", text="0", parse=_seeds)
+    profile: str = _opt("quick", "smoke | quick | full")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
+    measure: str | None = _opt(None, "subset of " + ",".join(_measurements.names()))
+    backbone: str | None = _opt(None, BACKBONE_HELP)
+    cost_clip: str | None = _opt(None, "deployment clip for costs, TxHxW as --clip (e.g. T16x112x112), or 'off'")
+    cost_backbone: str | None = _opt(None, "backbone at the deployment clip (default resnet18)")
+    threads: int | None = _opt(None, "torch intra-op threads (default: torch's)")
+    noise: float | None = _opt(None, "synthetic: additive noise sigma")
+    camera: int | None = _opt(None, "synthetic: camera pan px/frame")
+    train_size: int | None = _opt(None, "synthetic: training clips")
+    val_size: int | None = _opt(None, "synthetic: validation clips")
+    decoder: str | None = _opt(None, "real video: auto | pyav | torchcodec")
+    # latency knobs (see MeasureSpec)
+    amp: str | None = _opt(None, "latency under autocast: none | fp16 | bf16", text="none")
+    channels_last: bool = _opt(False, "latency with channels_last tensors")
+    compile: bool = _opt(False, "latency of torch.compile(model)")
+
+    @classmethod
+    def from_text(cls, values: dict[str, Any]) -> "RunOptions":
+        """From the command line's values (a field's ``parse`` turns its text into the field's value)."""
+        return cls(**{f.name: f.metadata.get("parse", _same)(values[f.name]) for f in dataclasses.fields(cls)
+                      if f.name in values})
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def parse_clip(text: str) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -411,6 +411,40 @@ class RunStore:
     def done_keys(self) -> set[str]:
         """Keys already measured (any status but ``error``, which a resume retries)."""
         return {r["key"] for r in self.records() if r.get("key") and r.get("status") != "error"}
+
+    # ------------------------------------------------------------------------------------- lifecycle
+    def start(self, points: list[Any], *, command: str, device: str) -> None:
+        """Write run.json for a new run: the spec of every point (``RunSpec``), environment, command."""
+        self.write_meta({
+            "run_id": self.run_id,
+            "schema_version": SCHEMA_VERSION,
+            "command": command,
+            "status": "running",
+            "started_at": now_iso(),
+            "points": [p.to_dict() for p in points],
+            "spec": points[0].to_dict(),
+            "environment": environment(device),
+        })
+
+    def finish(self, summary: "RunSummary", status: str) -> None:
+        """Mark run.json ``complete`` / ``interrupted`` / ``failed`` with wall time and counts."""
+        self.update_meta(status=status, finished_at=now_iso(), wall_time_s=round(summary.wall_time_s, 2),
+                         counts=summary.counts)
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts per status, wall time, the store it wrote to."""
+
+    run_id: str
+    path: str
+    wall_time_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count a record written by this run under its status."""
+        self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
 
 
 class RunLock:

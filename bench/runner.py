@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -29,24 +28,9 @@ from .config import RunSpec
 from . import measurements
 from .measure import is_oom, measure_matmul_peak, resolve_device
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
-from .results import PROVENANCE_KEYS, SCHEMA_VERSION, RunStore, StoreWriteError, environment, now_iso, record_key
+from .results import PROVENANCE_KEYS, RunStore, RunSummary, StoreWriteError, environment, record_key
 
 Progress = Callable[[str, dict], None]
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts per status, wall time, the store it wrote to."""
-
-    run_id: str
-    path: str
-    wall_time_s: float
-    counts: dict[str, int] = field(default_factory=dict)
-    skipped: int = 0
-
-    def add(self, record: dict[str, Any]) -> None:
-        """Count a record written by this run under its status."""
-        self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
 
 
 def _error_message(exc: BaseException) -> str:
@@ -367,23 +351,3 @@ def _data_facts(*loaders) -> dict[str, Any]:
         "skipped_videos": len(skipped),
         "skipped_video_list": json.dumps(skipped[:100]),  # the first 100 (path, reason) pairs
     }
-
-
-def start_run(store: RunStore, points: list[RunSpec], *, command: str, device: str) -> None:
-    """Write run.json for a new run (spec of every point, environment, command)."""
-    store.write_meta({
-        "run_id": store.run_id,
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-        "status": "running",
-        "started_at": now_iso(),
-        "points": [p.to_dict() for p in points],
-        "spec": points[0].to_dict(),
-        "environment": environment(device),
-    })
-
-
-def finish_run(store: RunStore, summary: RunSummary, status: str) -> None:
-    """Mark run.json ``complete`` / ``interrupted`` / ``failed`` with wall time and counts."""
-    store.update_meta(status=status, finished_at=now_iso(), wall_time_s=round(summary.wall_time_s, 2),
-                      counts=summary.counts)
