@@ -24,8 +24,8 @@ import torch
 from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
-from .config import RunSpec
 from . import measurements
+from .config import RunSpec
 from .measure import is_oom, measure_matmul_peak, resolve_device
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
 from .results import PROVENANCE_KEYS, RunStore, RunSummary, StoreWriteError, environment, record_key
