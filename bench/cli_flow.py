@@ -76,14 +76,17 @@ def robustness_cmd(
     size: int = typer.Option(32),
     sigmas: str = typer.Option("0,0.01,0.02,0.05,0.1", help="Gaussian noise std (frames in [0, 1])"),
     pans: str = typer.Option("0,1,2,4", help="camera pan px/frame"),
+    shifts: str = typer.Option("", help="pure translations (s, s/2) px/frame, e.g. 0.5,1,2,3"),
+    rotations: str = typer.Option("", help="rotations in degrees/frame about the centre, e.g. 3"),
     csv: Optional[Path] = typer.Option(None),
 ) -> None:
-    """End-point error vs noise and vs camera pan, ours vs Farneback."""
+    """End-point error vs noise, camera pan (and optionally shift and rotation), ours vs Farneback."""
     from .flowbench import flow_robustness
 
     try:
         df = flow_robustness(size=_at_least(size, "--size", 8), sigmas=_floats(sigmas, "--sigmas"),
-                             pans=_floats(pans, "--pans"))
+                             pans=_floats(pans, "--pans"), shifts=_floats(shifts, "--shifts") if shifts else (),
+                             rotations=_floats(rotations, "--rotations") if rotations else ())
     except ValueError as exc:
         fail(str(exc))
     _show(df, "optical-flow EPE (px)", csv)

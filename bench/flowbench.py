@@ -132,7 +132,7 @@ class RobustnessRecord:
     """One EPE measurement: ``method`` on a ``scene`` perturbed by ``factor`` = ``value``."""
 
     method: str
-    factor: str        # "noise_sigma" (intensity units, frames in [0, 1]) | "pan_px" (px/frame) | "shift_px"
+    factor: str        # "noise_sigma" (intensity units, frames in [0, 1]) | "pan_px" | "shift_px" (px/frame) | "rotation_deg"
     value: float
     scene: str
     size: int
@@ -142,12 +142,13 @@ class RobustnessRecord:
 
 def flow_robustness(*, size: int = 32, sigmas: Sequence[float] = (0.0, 0.01, 0.02, 0.05, 0.1),
                     pans: Sequence[float] = (0.0, 1.0, 2.0, 4.0), shifts: Sequence[float] = (),
-                    seeds: Iterable[int] = (0, 1, 2), border: int = 3,
+                    rotations: Sequence[float] = (), seeds: Iterable[int] = (0, 1, 2), border: int = 3,
                     methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> pd.DataFrame:
     """EPE vs Gaussian noise sigma and vs camera pan (and optionally vs a pure shift), averaged over ``seeds``.
 
     Noise: a texture moving (1.5, 1.0) px/frame plus noise of std sigma. Pan: ``sprite_over_pan`` with the
-    background moving (pan, 0). Shift: a texture translated by (s, s/2). One row per (method, factor, value).
+    background moving (pan, 0). Shift: a texture translated by (s, s/2). Rotation: a texture rotating by r
+    degrees/frame about the centre. One row per (method, factor, value).
     """
     methods = default_methods() if methods is None else methods
     seeds = tuple(seeds)
@@ -160,6 +161,8 @@ def flow_robustness(*, size: int = 32, sigmas: Sequence[float] = (0.0, 0.01, 0.0
                        lambda seed, p=p: sprite_over_pan(size, pan=p, seed=seed)))
     for s in shifts:
         scenes.append(("shift_px", s, "texture(s,s/2)", lambda seed, s=s: moving_texture(size, (s, s / 2), seed=seed)))
+    for r in rotations:
+        scenes.append(("rotation_deg", r, "texture rotating", lambda seed, r=r: rotating_texture(size, r, seed=seed)))
     records = []
     for factor, value, scene, make in scenes:
         pairs = [make(seed) for seed in seeds]

@@ -143,11 +143,12 @@ DATA_MOVEMENT = frozenset(
 )
 
 # Work we deliberately count as 0 besides pointwise ops (recognised by ``torch.Tag.pointwise``):
-# reductions, norms, pools, softmax, resampling. Elementwise-class work, cheap next to the matmuls.
+# reductions (the inner products of Horn–Schunck's CG steps among them), norms, pools, softmax, resampling.
+# Elementwise-class work, cheap next to the matmuls.
 ELEMENTWISE_LIKE = frozenset(
     """
     sum mean amax amin aminmax max min argmax argmin std var var_mean prod norm linalg_vector_norm cumsum
-    logsumexp all any
+    logsumexp all any linalg_vecdot vdot dot
     batch_norm native_batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training
     _native_batch_norm_legit_functional layer_norm native_layer_norm group_norm native_group_norm
     instance_norm softmax _softmax log_softmax _log_softmax _safe_softmax

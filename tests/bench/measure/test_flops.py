@@ -109,13 +109,15 @@ def test_sdpa_cross_attention_macs_formula():
     _exact(fr, 2 * 4 * 6 * 10 * (8 + 5))
 
 
-def test_horn_schunck_counts_its_convolutions():
+@pytest.mark.parametrize("solver, warps", [("pcg", 1), ("pcg", 2), ("jacobi", 1)])
+def test_horn_schunck_counts_its_convolutions(solver, warps):
     from fusion_models.flow import HornSchunck
 
-    hs = HornSchunck(iterations=3, warps=1)  # few steps: fvcore's trace of every Jacobi step is the cost
+    hs = HornSchunck(solver=solver, iterations=3, warps=warps)  # few steps: fvcore traces every solver step
     t, h, w = 3, 32, 32
     fr = count_flops(hs, torch.rand(1, t, 3, h, w))
-    # Convolutions only; the per-pixel Jacobi update and the bilinear warp are pointwise (policy 0).
+    # Convolutions only; the per-pixel updates, CG's inner products (reductions) and the bilinear warp are
+    # policy 0. PCG: one averaging conv per step plus the initial residual of every warm-started solve.
     _exact(fr, hs.conv_macs(t, h, w))
 
 
