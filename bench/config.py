@@ -112,6 +112,8 @@ class RunSpec:
     clip: ClipSpec = ClipSpec()
     backbone: str = "small_cnn"
     width: int = 16
+    pretrained: bool = False                       # the backbone library's weights, from the local cache only
+    weights: str | None = None                     # a local state-dict file for the backbone's classifier
     train: TrainSpec = TrainSpec()
     cost: CostSpec = CostSpec()
     measure: MeasureSpec = MeasureSpec()

@@ -6,6 +6,7 @@ so reports and resumes treat sweeps and single runs alike.
 from __future__ import annotations
 
 import itertools
+import os
 import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
@@ -59,6 +60,10 @@ class RunOptions:
     backbone: str | None = _opt(None, BACKBONE_HELP)
     cost_clip: str | None = _opt(None, "deployment clip for costs, TxHxW as --clip (e.g. T16x112x112), or 'off'")
     cost_backbone: str | None = _opt(None, "backbone at the deployment clip (default resnet18)")
+    pretrained: bool = _opt(False, "initialise the backbone from its library's weights in the local torch/timm "
+                                   "cache (never downloads)")
+    weights: str | None = _opt(None, "initialise the backbone's classifier from this local state-dict file "
+                                     "(.pth / .pt / .safetensors; never downloads)")
     threads: int | None = _opt(None, "torch intra-op threads (default: torch's)")
     noise: float | None = _opt(None, "synthetic: additive noise sigma")
     camera: int | None = _opt(None, "synthetic: camera pan px/frame")
@@ -124,6 +129,14 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
     for b in (backbone, opts.cost_backbone):
         if b is not None:
             check_backbone_name(b)
+    if opts.weights is not None:
+        if not os.path.isfile(opts.weights):
+            raise ValueError(f"--weights {opts.weights}: no such file (weights are only read from local files)")
+        if backbone == "small_cnn":
+            raise ValueError("--weights needs a library backbone (resnet18, mobilenet_v3_small, timm:NAME, tv:NAME); "
+                             "small_cnn has no classifier to load into")
+    if opts.pretrained and backbone == "small_cnn":
+        raise ValueError("--pretrained: small_cnn has no pretrained weights; pick --backbone resnet18, timm:NAME or tv:NAME")
     cost = prof.cost
     if opts.cost_clip is not None:
         if opts.cost_clip.lower() in ("off", "none", "0"):
@@ -147,8 +160,6 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
         if v is not None:
             ds_kwargs[k] = v
     if opts.root is not None:
-        import os
-
         if not os.path.exists(opts.root):
             raise ValueError(f"dataset root {opts.root} does not exist")
     dataset = DatasetSpec(**ds_kwargs)
@@ -159,7 +170,8 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
     amp = None if opts.amp in (None, "none") else opts.amp
     measure_spec = replace(prof.measure, amp=amp, channels_last=opts.channels_last, compile=opts.compile)
     spec = RunSpec(
-        models=models, dataset=dataset, clip=clip, backbone=backbone, train=train, cost=cost,
+        models=models, dataset=dataset, clip=clip, backbone=backbone, pretrained=opts.pretrained,
+        weights=None if opts.weights is None else os.path.abspath(opts.weights), train=train, cost=cost,
         measure=measure_spec, measurements=measurements, seeds=tuple(opts.seeds), device=resolved_device,
         threads=opts.threads, profile=prof.name,
     )

@@ -188,7 +188,9 @@ class Runner:
 
     def _build(self, name: str, clip: ClipSpec, backbone: str, spec: RunSpec, num_classes: int, seed: int):
         torch.manual_seed(seed)  # identical init stream for every model and rerun
-        return build_model(name, clip=clip, num_classes=num_classes, backbone=backbone, width=spec.width)
+        # the run's initial weights belong to its training backbone; a deployment backbone (costs) starts fresh
+        init = {"pretrained": spec.pretrained, "weights": spec.weights} if backbone == spec.backbone else {}
+        return build_model(name, clip=clip, num_classes=num_classes, backbone=backbone, width=spec.width, **init)
 
     def _accuracy(self, spec, name, meta, num_classes, val_ds, device, seed, ceiling) -> torch.nn.Module | None:
         from .data import make_loader
