@@ -241,13 +241,15 @@ class HornSchunck(nn.Module):
         """Blur and halve ``[N, 1, H, W] -> [N, 1, H//2, W//2]``."""
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self._weight("down_weight", x.dtype), stride=2)
 
-    def derivatives(self, i1: torch.Tensor, i2: torch.Tensor) -> torch.Tensor:
-        """``(Ix, Iy, It)`` of frame pairs ``[N, 1, H, W]`` x 2 -> ``[N, 3, H, W]`` (see ``_derivative_kernel``)."""
+    def derivatives(self, i1: torch.Tensor, i2: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+        """``(Ix, Iy, It)`` of frame pairs ``[N, 1, H, W]`` x 2 -> ``[N, 3, H, W]`` (see ``_derivative_kernel``),
+        times ``scale`` (folded into the taps)."""
         n, _, h, w = i1.shape
         p = self.deriv_taps.shape[-1] // 2
         both = i1 + i2
         x = F.pad(torch.cat([both, both, i2 - i1], dim=1), (p, p, p, p), mode="replicate")
-        taps = self._weight("deriv_taps", x.dtype).repeat(n, 1, 1, 1)           # [3N, 1, 5, 5]
+        taps = self._weight("deriv_taps", x.dtype)
+        taps = (taps * scale if scale != 1.0 else taps).repeat(n, 1, 1, 1)     # [3N, 1, 5, 5]
         return F.conv2d(x.view(1, 3 * n, h + 2 * p, w + 2 * p), taps, groups=3 * n).view(n, 3, h, w)
 
     def _solve(self, i1: torch.Tensor, i2w: torch.Tensor, flow0: torch.Tensor | None) -> torch.Tensor:
@@ -264,14 +266,12 @@ class HornSchunck(nn.Module):
         Krylov space; tested) and reaches in 4 steps what 12 Jacobi sweeps reach at 1-2 px, at one
         averaging conv per step. Inner products are per frame pair, so pairs stay independent.
         """
-        d = self.derivatives(i1, i2w)
-        scale = 1.0 / math.sqrt(self.alpha2)
-        g = d[:, 0:2] * scale                                   # [N, 2, h, w]
+        d = self.derivatives(i1, i2w, scale=1.0 / math.sqrt(self.alpha2))   # (Ix, Iy, It) / α
+        g, c = d[:, 0:2], d[:, 2:3]                                           # [N, 2, h, w], [N, 1, h, w]
         gu, gv = g[:, 0:1], g[:, 1:2]
-        c = d[:, 2:3] * scale
-        if flow0 is not None:
-            c = c - torch.addcmul(gu * flow0[:, 0:1], gv, flow0[:, 1:2])  # linearise around w0
-        h = g / (1.0 + gu * gu + gv * gv)
+        if flow0 is not None:  # linearise around w0
+            c = torch.addcmul(c, gu, flow0[:, 0:1], value=-1.0).addcmul_(gv, flow0[:, 1:2], value=-1.0)
+        h = g / gu.square().addcmul_(gv, gv).add_(1.0)
         hu, hv = h[:, 0:1], h[:, 1:2]
         weight = self._average_weight(g, laplacian=True)
 
