@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from ..measure import holm_adjusted, wilson_interval
+from ..report.compare import _samples as compare_samples
 from ..report.compare import ratio_test
 from ..report.efficiency import paired_test
 from ..report.tables import t_interval
@@ -128,6 +129,17 @@ def _by_model(d: pd.DataFrame, model: str, pid: str | None = None) -> pd.DataFra
     return g if pid is None else g[g["point_id"] == pid]
 
 
+def _pairs(d, records: pd.DataFrame, levels: list[tuple[str, str]]):
+    """``(level label, subject, other, other's records, subject's records)`` for every level x subject x other
+    where both have records."""
+    for label, pid in levels:
+        for s in d.subject:
+            for o in d.against:
+                a, b = _by_model(records, o, pid), _by_model(records, s, pid)
+                if not (a.empty or b.empty):
+                    yield label, s, o, a, b
+
+
 def _label(metric: str) -> str:
     return {"acc_top1": "top-1", "acc_direction": "direction accuracy", "curve_auc": "learning-curve area",
             "first_conv_params": "first-conv parameters", "flow_share": "flow share of latency",
@@ -179,15 +191,10 @@ def decide_paired_diff(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, s
     d, m = claim.decision, claim.decision.metric
     acc = _ok(df, "accuracy")
     rows = []
-    for label, pid in levels:
-        for s in d.subject:
-            for o in d.against:
-                a, b = _by_model(acc, o, pid), _by_model(acc, s, pid)
-                if a.empty or b.empty:
-                    continue
-                t = paired_difference(a, b, m)
-                rows.append(_row(f"{s} − {o}", label, t["diff"], t["diff_lo"], t["diff_hi"], t["p_value"], t["test"],
-                                 note=t.get("note", "")))
+    for label, s, o, a, b in _pairs(d, acc, levels):
+        t = paired_difference(a, b, m)
+        rows.append(_row(f"{s} − {o}", label, t["diff"], t["diff_lo"], t["diff_hi"], t["p_value"], t["test"],
+                         note=t.get("note", "")))
     return _decide(claim, rows, f"{_label(m)}: subject − other (fraction)", _seeds(acc),
                    empty_reason="no ok accuracy records of the compared models")
 
@@ -368,27 +375,23 @@ def decide_ratio(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) 
     d = claim.decision
     lat = _ok(df, "latency", d.scale)
     rows = []
-    for label, pid in levels:
-        for s in d.subject:
-            for o in d.against:
-                a, b = _samples(_by_model(lat, o, pid)), _samples(_by_model(lat, s, pid))
-                if len(a) == 0 or len(b) == 0:
-                    continue
-                t = ratio_test(a, b, "p50")
-                ratio = float(np.median(b) / np.median(a))
-                rows.append(_row(f"{s} / {o}", label, ratio, t["ratio_ci_low"], t["ratio_ci_high"], t["p_value"],
-                                 f"Mann-Whitney U, bootstrap ({len(b)} and {len(a)} samples)", null=1.0))
+    for label, s, o, ga, gb in _pairs(d, lat, levels):
+        a, b = _samples(ga), _samples(gb)
+        if len(a) == 0 or len(b) == 0:
+            continue
+        t = ratio_test(a, b, "p50")
+        ratio = float(np.median(b) / np.median(a))
+        rows.append(_row(f"{s} / {o}", label, ratio, t["ratio_ci_low"], t["ratio_ci_high"], t["p_value"],
+                         f"Mann-Whitney U, bootstrap ({len(b)} and {len(a)} samples)", null=1.0))
     return _decide(claim, rows, f"{_label(d.metric)} ratio (subject / other) at the {d.scale} clip", _seeds(lat),
                    empty_reason="no ok latency records with samples")
 
 
 def _samples(g: pd.DataFrame) -> np.ndarray:
-    if g.empty or "latency_samples_ms" not in g:
-        return np.empty(0)
-    if "batch_size" in g:
+    """Raw latency samples of every seed at the smallest batch measured (``compare._samples``)."""
+    if "batch_size" in g and not g.empty:
         g = g[g["batch_size"].astype(float) == float(g["batch_size"].min())]
-    out = [np.asarray(s, float) for s in g["latency_samples_ms"] if isinstance(s, (list, tuple, np.ndarray)) and len(s)]
-    return np.concatenate(out) if out else np.empty(0)
+    return compare_samples(g)
 
 
 def decide_exact_scaling(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) -> Verdict:
@@ -396,19 +399,13 @@ def decide_exact_scaling(claim: Claim, df: pd.DataFrame, levels: list[tuple[str,
     d, m = claim.decision, claim.decision.metric
     par = _ok(df, "params")
     rows = []
-    for label, pid in levels:
-        for s in d.subject:
-            for o in d.against:
-                a, b = _by_model(par, o, pid), _by_model(par, s, pid)
-                if a.empty or b.empty:
-                    continue
-                t = _num(b.iloc[0], "frames")
-                ratio = _num(b.iloc[0], m) / _num(a.iloc[0], m)
-                exact = math.isclose(ratio, t, rel_tol=0, abs_tol=1e-12)
-                rows.append(_row(f"{s} / {o}", label, ratio, ratio, ratio, 0.0 if not exact else math.nan,
-                                 "count against k²·3T·C_out", null=t,
-                                 note=f"{int(_num(b.iloc[0], m))} = {t:g} × {int(_num(a.iloc[0], m))}" if exact else
-                                 f"{int(_num(b.iloc[0], m))} ≠ {t:g} × {int(_num(a.iloc[0], m))}"))
+    for label, s, o, a, b in _pairs(d, par, levels):
+        t = _num(b.iloc[0], "frames")
+        ratio = _num(b.iloc[0], m) / _num(a.iloc[0], m)
+        exact = math.isclose(ratio, t, rel_tol=0, abs_tol=1e-12)
+        rows.append(_row(f"{s} / {o}", label, ratio, ratio, ratio, 0.0 if not exact else math.nan,
+                         "count against k²·3T·C_out", null=t,
+                         note=f"{int(_num(b.iloc[0], m))} {'=' if exact else '≠'} {t:g} × {int(_num(a.iloc[0], m))}"))
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     label = f"{_label(m)} ratio (subject / other); exact value T"
     if table.empty:

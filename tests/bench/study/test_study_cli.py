@@ -110,7 +110,7 @@ def test_plan_merges_points_and_names_what_is_missing():
     noisy = plan.levels["hidden.weaker_motion"][1][1]
     assert plan.levels["two_stream.noise_sensitivity"][1][1] == noisy
     (pt,) = [p for p in plan.points if p.config_hash() == noisy]
-    assert set(pt.models) == {"two_stream", "hidden_two_stream", "early_fusion", "conv_lstm"}
+    assert set(pt.models) == {"two_stream", "hidden_two_stream", "early_fusion", "tsm"}
     assert dict(pt.point) == {"noise": 0.3}
     assert len({(p.config_hash(), p.measurements) for p in plan.points}) == len(plan.points)
     few = plan_study(claims, "smoke", models="hidden_two_stream", device="cpu")

@@ -47,8 +47,8 @@ def test_paired_diff_one_seed_mcnemar(conv, lstm, expected):
 
 
 def test_paired_diff_needs_every_comparison_for_support():
-    # early fusion below lstm and conv_lstm but level with the transformer: 2 of 3, not resolved
-    recs = [acc("early_fusion", 200), acc("lstm", 500), acc("conv_lstm", 520), acc("temporal_transformer", 205)]
+    # early fusion below lstm and tsm but level with the transformer: 2 of 3, not resolved
+    recs = [acc("early_fusion", 200), acc("lstm", 500), acc("tsm", 520), acc("temporal_transformer", 205)]
     v = verdict("early_fusion.weak_order", recs)
     assert v.verdict == NOT_RESOLVED and "2 of 3" in v.reason
     recs[-1] = acc("temporal_transformer", 500)
@@ -69,11 +69,11 @@ def test_paired_diff_attribute_accuracy_one_seed_and_seeds():
 
 def test_paired_diff_curve_auc_one_seed_is_not_resolved():
     recs = [acc("two_stream", 300, curve_auc=0.2), acc("early_fusion", 300, curve_auc=0.8),
-            acc("conv_lstm", 300, curve_auc=0.8)]
+            acc("tsm", 300, curve_auc=0.8)]
     v = verdict("two_stream.end_to_end", recs)
     assert v.verdict == NOT_RESOLVED and ">= 2 seeds" in v.reason
     recs = [acc(m, 300, seed=s, curve_auc=a + 0.01 * s) for s in range(3)
-            for m, a in (("two_stream", 0.2), ("early_fusion", 0.8), ("conv_lstm", 0.7))]
+            for m, a in (("two_stream", 0.2), ("early_fusion", 0.8), ("tsm", 0.7))]
     recs[0]["curve_auc"] = 0.25  # some spread
     assert verdict("two_stream.end_to_end", recs).verdict == SUPPORTED
 
@@ -85,9 +85,9 @@ LEVELS = (("base", "clean"), ("noise=0.15", "noisy"))
 @pytest.mark.parametrize("ts_noisy, others_noisy, expected", [
     (300, 520, SUPPORTED), (520, 300, CONTRADICTED), (500, 505, NOT_RESOLVED)])
 def test_degradation_difference_in_differences(ts_noisy, others_noisy, expected):
-    recs = [acc(m, 540, pid="clean") for m in ("two_stream", "early_fusion", "conv_lstm")]
+    recs = [acc(m, 540, pid="clean") for m in ("two_stream", "early_fusion", "tsm")]
     recs += [acc("two_stream", ts_noisy, pid="noisy")] + [acc(m, others_noisy, pid="noisy")
-                                                          for m in ("early_fusion", "conv_lstm")]
+                                                          for m in ("early_fusion", "tsm")]
     v = verdict("two_stream.noise_sensitivity", recs, LEVELS)
     assert v.verdict == expected, v.reason
     assert v.effect == pytest.approx(((540 - ts_noisy) - (540 - others_noisy)) / N)
