@@ -159,7 +159,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Limitations: 1. Flow computation cost",
         "the optical-flow stage is at least 10 % of two_stream's latency at the deployment clip (FLOPs share shown "
         "beside it)",
-        Experiment(("two_stream",), _COST, min_seeds=3),
+        Experiment(("two_stream",), _COST, min_seeds=2),
         Decision("share", metric="flow_share", subject=("two_stream",), threshold=0.10, scale="cost"),
     ),
     Claim(
@@ -196,7 +196,7 @@ CLAIMS: tuple[Claim, ...] = (
         "hidden.no_flow", "9. Hidden Two-Stream",
         "Advantages: no explicit flow computation",
         "hidden_two_stream's latency at the deployment clip is below two_stream's (ratio < 1)",
-        Experiment(("two_stream", "hidden_two_stream"), _COST, min_seeds=3),
+        Experiment(("two_stream", "hidden_two_stream"), _COST, min_seeds=2),
         Decision("ratio", metric="latency_ms_p50", subject=("hidden_two_stream",), against=("two_stream",),
                  expect="less", scale="cost"),
     ),

@@ -44,13 +44,13 @@ STUDY_PROFILES: dict[str, StudyProfile] = {
     ),
     # About 30 minutes on 2 CPU cores (docs/study.md: how the time was estimated). One seed: McNemar on the
     # same 400 clips resolves far more than a paired t over two seeds (t(1) = 12.7); the latency claims run
-    # seeds 0..2 anyway (Experiment.min_seeds), as that costs no training.
+    # seeds 0..1 anyway (Experiment.min_seeds), as that costs no training.
     "quick": StudyProfile(
         "quick", "quick", (0,),
-        (("train_size", 600), ("val_size", 400), ("budget_steps", 120), ("eval_every", 15), ("patience", 3),
+        (("train_size", 600), ("val_size", 400), ("budget_steps", 100), ("eval_every", 20), ("patience", 3),
          ("clip", "T4x32x32")),
         {"frames": (2, 4, 8, 16), "noise": (0.0, 0.15), "camera": (0, 2)},
-        "plateau protocol on 600 training clips (480 fit + 120 stop), <= 120 steps, 400 validation clips, T4 32²",
+        "plateau protocol on 600 training clips (480 fit + 120 stop), <= 100 steps, 400 validation clips, T4 32²",
     ),
 }
 

@@ -337,7 +337,7 @@ def decide_share(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) 
             vals = [_num(r, m) for _, r in g.iterrows() if np.isfinite(_num(r, m))]
             if not vals:
                 continue
-            note = _flops_share(_by_model(flops, s, pid))
+            note = "; ".join(x for x in (_flops_share(_by_model(flops, s, pid)), _flagged(g)) if x)
             mean, half, n = t_interval(vals)
             if n < 2 or not np.isfinite(half):
                 rows.append(_row(s, label, mean, math.nan, math.nan, math.nan, "", null=thr,
@@ -351,6 +351,14 @@ def decide_share(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) 
                              null=thr, note=note))
     return _decide(claim, rows, f"{_label(m)} (fraction; threshold {thr:g})", _seeds(lat),
                    empty_reason="no ok latency records with a flow stage")
+
+
+def _flagged(g: pd.DataFrame) -> str:
+    """``"timing flagged: noisy (2 records)"`` when the interleaved rounds flagged any of these latencies."""
+    if "timing_quality" not in g:
+        return ""
+    bad = [q for q in g["timing_quality"] if isinstance(q, str) and q != "ok"]
+    return f"timing flagged: {', '.join(sorted(set(bad)))} ({len(bad)} record(s))" if bad else ""
 
 
 def _flops_share(g: pd.DataFrame) -> str:
@@ -382,7 +390,8 @@ def decide_ratio(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) 
         t = ratio_test(a, b, "p50")
         ratio = float(np.median(b) / np.median(a))
         rows.append(_row(f"{s} / {o}", label, ratio, t["ratio_ci_low"], t["ratio_ci_high"], t["p_value"],
-                         f"Mann-Whitney U, bootstrap ({len(b)} and {len(a)} samples)", null=1.0))
+                         f"Mann-Whitney U, bootstrap ({len(b)} and {len(a)} samples)", null=1.0,
+                         note=_flagged(pd.concat([ga, gb]))))
     return _decide(claim, rows, f"{_label(d.metric)} ratio (subject / other) at the {d.scale} clip", _seeds(lat),
                    empty_reason="no ok latency records with samples")
 

@@ -201,3 +201,11 @@ def test_evaluate_reads_the_plan_from_run_meta():
     assert list(t["claim"]) == ["recurrent.convlstm_vs_lstm", "hidden.no_flow"]
     assert list(t["verdict"]) == [SUPPORTED, NOT_RESOLVED]
     assert "not tested" in t["reason"].iloc[1]
+
+
+def test_flagged_latency_is_named_in_the_comparison():
+    rng = np.random.default_rng(2)
+    a = dict(lat("two_stream", samples=50 + rng.normal(0, 1, 30)), timing_quality="noisy")
+    b = dict(lat("hidden_two_stream", samples=10 + rng.normal(0, 1, 30)), timing_quality="ok")
+    v = verdict("hidden.no_flow", [a, b])
+    assert "timing flagged: noisy (1 record(s))" in v.comparisons["note"].iloc[0]
