@@ -302,11 +302,11 @@ def _forwarded_args(ctx: typer.Context, drop: tuple[str, ...]) -> list[str]:
 RESUME_FLAGS = ("resume", "out", "nproc", "executor", "address", "format")
 
 
-def _check_resume_flags(ctx: typer.Context, resume: str) -> None:
+def _check_resume_flags(ctx: typer.Context, resume: str, allowed: tuple[str, ...] = RESUME_FLAGS) -> None:
     """``--resume`` re-runs the recorded spec: an empty id or a flag that would change the spec is an error."""
     if not resume.strip():
         raise ValueError("--resume needs a run id (or 'latest'), got an empty one")
-    given = [p.opts[0] for p in ctx.command.params if p.name not in RESUME_FLAGS
+    given = [p.opts[0] for p in ctx.command.params if p.name not in allowed
              and (src := ctx.get_parameter_source(p.name)) is not None and src.name != "DEFAULT"]
     if given:
         raise ValueError(f"--resume continues run {short_path(resume, 80)} with its recorded settings; a resume cannot change "
@@ -333,7 +333,7 @@ def _resume(run: str, out: Path, ctx: typer.Context | None = None, ray=None, fmt
         for msg in ([lock.repaired] if lock is not None and lock.repaired else []) + report.messages():
             err_console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
         err_console.print(f"resuming {store.run_id}: {len(store.done_keys())} measurements already recorded")
-    _execute(points, out, run_id=store.run_id, store=store, ctx=ctx, ray=ray, fmt_name=fmt_name)
+    return _execute(points, out, run_id=store.run_id, store=store, ctx=ctx, ray=ray, fmt_name=fmt_name)
 
 
 def _open_for_resume(run: str, out: Path, writer: bool, ctx: typer.Context | None):
@@ -353,7 +353,10 @@ def _hold_lock(store, ctx: typer.Context | None):
 
 
 def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", store=None,
-             ctx: typer.Context | None = None, ray=None, notice: str | None = None, fmt_name: str = "table") -> None:
+             ctx: typer.Context | None = None, ray=None, notice: str | None = None, fmt_name: str = "table",
+             meta: dict | None = None) -> str | None:
+    """Run ``points`` into a new store (or ``store``, resuming); ``meta``: extra run.json entries of a new run
+    (``bench study`` keeps its plan there). Returns the run id (None on a non-writing DDP rank)."""
     from .distributed import launched_by_torchrun
     from .results import RunStore, new_run_id
     from .runner import Runner
@@ -370,6 +373,8 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
                 store = RunStore.create(out, run_id or new_run_id(prefix))
                 _hold_lock(store, ctx)  # one writer per run, for the life of the run
                 store.start(points, command=_command_line(ctx), device=points[0].device)
+                if meta:
+                    store.update_meta(**meta)
                 if notice:  # printed once the run exists, so bad input prints its one error line alone
                     err_console.print(notice)
             else:
@@ -379,7 +384,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
         if not ddp.is_main:
             with user_errors():
                 Runner(store, ddp=ddp).run(points)
-            return
+            return None
     total = sum(len(p.models) * len(p.seeds) for p in points)
     err_console.print(f"run {store.run_id}: {len(points)} point(s), {total} model run(s) -> {store.path}"
                       + (f" (DDP: {ddp.world_size} processes, {ddp.backend})" if ddp else "")
@@ -421,6 +426,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
         + f"\nresults: {store.path}\nreport:  bench report {store.run_id}"
         + (f" --results {out}" if str(out) != "results" else "")
     )
+    return store.run_id
 
 
 def _mark(store, summary, status: str) -> bool:
@@ -532,6 +538,9 @@ def _mount_subapps() -> None:
         app.add_typer(flow_app, name="flow", help="optical-flow throughput and robustness tables")
     except ImportError:  # pragma: no cover
         pass
+    from .cli_study import study_cmd
+
+    app.command("study")(study_cmd)
 
 
 _mount_subapps()

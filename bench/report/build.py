@@ -133,6 +133,12 @@ def build_report(
     if not flagged.empty:
         save_table("flagged_latency", flagged)
 
+    # ---- claims: a `bench study` run's verdicts (bench/report/claims.py); nothing for an ordinary run
+    from .claims import claims_blocks
+
+    for rid, meta in metas.items():
+        blocks += claims_blocks(meta, raw[raw["run_id"] == rid], fig_dir, save_table, figs, dpi)
+
     # ---- main table: the compact one first, every column in "Full table" below and in tables/main.csv
     blocks.append(Block("h2", "Main table"))
     disp = display_main_table(main, T.failed_cells(df))
