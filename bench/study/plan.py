@@ -42,15 +42,15 @@ STUDY_PROFILES: dict[str, StudyProfile] = {
         {"frames": (2, 4), "noise": (0.0, 0.3), "camera": (0, 2)},
         "pipeline check: 32 training clips, one epoch (2 steps), 24² clips",
     ),
-    # About 30 minutes on 2 CPU cores (docs/study.md: how the time was estimated). One seed: McNemar on the
-    # same 400 clips resolves far more than a paired t over two seeds (t(1) = 12.7); the latency claims run
+    # Within 30 minutes on 2 idle CPU cores (docs/study.md: the committed run's wall time). One seed: McNemar on
+    # the same 800 clips resolves far more than a paired t over two seeds (t(1) = 12.7); the latency claims run
     # seeds 0..1 anyway (Experiment.min_seeds), as that costs no training.
     "quick": StudyProfile(
         "quick", "quick", (0,),
-        (("train_size", 600), ("val_size", 400), ("budget_steps", 100), ("eval_every", 20), ("patience", 3),
+        (("train_size", 1600), ("val_size", 800), ("budget_steps", 500), ("eval_every", 50), ("patience", 4),
          ("clip", "T4x32x32")),
         {"frames": (2, 4, 8, 16), "noise": (0.0, 0.15), "camera": (0, 2)},
-        "plateau protocol on 600 training clips (480 fit + 120 stop), <= 100 steps, 400 validation clips, T4 32²",
+        "plateau protocol on 1600 training clips (1280 fit + 320 stop), <= 500 steps, 800 validation clips, T4 32²",
     ),
 }
 
