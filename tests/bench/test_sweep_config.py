@@ -124,3 +124,17 @@ def test_clip_option_is_the_one_clip_syntax(tmp_path):
     assert both.exit_code == 2 and "--clip or --frames/--size" in both.output
     bad = invoke("run", "--clip", "8by32", "--out", tmp_path / "y")
     assert bad.exit_code == 2 and "T8x32x32" in bad.output and "Traceback" not in bad.output
+
+
+def test_cost_clip_off_switches_the_deployment_costs_off():
+    from bench.fields import apply_field
+    from bench.plan import RunOptions, build_run_spec
+
+    spec = build_run_spec(RunOptions(models="pool_avg", profile="smoke"), resolved_device="cpu")
+    for off in ("off", "OFF", "0"):
+        new, _ = apply_field(spec, "cost_clip", off)
+        assert new.cost.enabled is False
+    new, _ = apply_field(spec, "cost_clip", "T8x64x64")
+    assert new.cost.enabled and (new.cost.clip.frames, new.cost.clip.height) == (8, 64)
+    with pytest.raises(FieldTypeError):
+        coerce(get_field("cost_clip"), "sideways")
