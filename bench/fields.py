@@ -60,9 +60,6 @@ class Field:
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
-COST_OFF = ("off", "none", "0")  # cost_clip values that switch the deployment-clip costs off
-
-
 def coerce(field: Field, value: Any) -> Any:
     """``value`` (text from the command line or a typed TOML/YAML value) as ``field``'s type."""
     if field.optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", ""))):
@@ -90,10 +87,11 @@ def coerce(field: Field, value: Any) -> Any:
             if kind == "size" and isinstance(value, int) and not isinstance(value, bool):
                 return str(value)
             if isinstance(value, str) and value:
-                if kind == "clip" and not (name == "cost_clip" and value.lower() in COST_OFF):
-                    from .plan import parse_clip
+                if kind == "clip":
+                    from .plan import COST_OFF, parse_clip
 
-                    parse_clip(value)  # checked here, applied by the field
+                    if not (name == "cost_clip" and value.lower() in COST_OFF):
+                        parse_clip(value)  # checked here, applied by the field
                 elif kind == "size":
                     from .config import parse_size
 
@@ -184,7 +182,7 @@ def _knob_field(name: str, fn: Callable[[RunSpec, str], RunSpec], help_: str) ->
 
 def _clip_field(name: str, where: str, help_: str) -> Field:
     def apply(spec: RunSpec, v: str) -> RunSpec:
-        from .plan import parse_clip
+        from .plan import COST_OFF, parse_clip
 
         if where == "cost" and v.lower() in COST_OFF:
             return replace(spec, cost=replace(spec.cost, enabled=False))

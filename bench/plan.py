@@ -20,6 +20,7 @@ from .data import DatasetSpec
 from .validate import check_options, check_run_spec
 
 
+COST_OFF = ("off", "none", "0")  # --cost-clip / cost_clip values that switch the deployment-clip costs off
 BACKBONE_HELP = "small_cnn | resnet18 | mobilenet_v3_small | timm:NAME | tv:NAME (docs/add_your_own.md)"
 
 
@@ -139,7 +140,7 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
         raise ValueError("--pretrained: small_cnn has no pretrained weights; pick --backbone resnet18, timm:NAME or tv:NAME")
     cost = prof.cost
     if opts.cost_clip is not None:
-        if opts.cost_clip.lower() in ("off", "none", "0"):
+        if opts.cost_clip.lower() in COST_OFF:
             cost = replace(cost, enabled=False)
         else:
             t, h, w = parse_clip(opts.cost_clip)
