@@ -34,9 +34,10 @@ class TrainSpec:
     schedule: str = "cosine"    # per-step cosine decay to 0 over the *budget*: a curve does not depend on when it stops
     grad_clip: float = 5.0      # guards the recurrent models' early steps; applied to every model alike
     num_workers: int = 0        # synthetic clips are generated in-process; workers only add IPC on 2 cores
-    budget_steps: int = 1500    # cap on optimizer steps (20 epochs of the quick profile's 2400 training clips)
+    budget_steps: int = 1000    # cap on optimizer steps (13 epochs of the quick profile's 2400 fitting clips)
     eval_every: int = 75        # steps between stopping-split evaluations (one quick-profile epoch)
     patience: int = 4           # evaluations without a new best stopping accuracy before stopping
+    min_delta: float = 0.02     # patience restarts only on a gain of more than this (fraction): 12 of 600 stopping clips
     stop_fraction: float = 0.2  # share of the training clips held out as the stopping split
     ceiling_stop: bool = True   # stop once the stopping accuracy reaches ceiling_fraction x the family ceiling
     ceiling_fraction: float = 0.99
@@ -58,6 +59,8 @@ class TrainSpec:
             raise ValueError(f"--eval-every must be a step count >= 1, got {self.eval_every}")
         if self.patience < 1:
             raise ValueError(f"--patience must be an evaluation count >= 1, got {self.patience}")
+        if not 0.0 <= self.min_delta < 1.0:
+            raise ValueError(f"--min-delta must lie in [0, 1) (a fraction of accuracy), got {self.min_delta}")
         if not 0.0 < self.stop_fraction < 1.0:
             raise ValueError(f"--stop-fraction must lie strictly between 0 and 1, got {self.stop_fraction}")
         if not self.flow_cache_mib >= 0:
@@ -189,7 +192,7 @@ PROFILES: dict[str, Profile] = {
         train_size=3000,
         val_size=2500,
         train=TrainSpec(batch_size=32),
-        measure=MeasureSpec(latency_batches=(1, 32), min_samples=20, max_time_s=1.5, warmup_s=0.2),
+        measure=MeasureSpec(latency_batches=(1, 32), min_samples=20, max_time_s=0.6, warmup_s=0.2),
         cost=CostSpec(),
     ),
     # Paper numbers: more data, epochs and seeds, longer latency sampling.

@@ -53,6 +53,8 @@ class RunOptions:
     budget: int | None = _opt(None, "plateau protocol: cap on optimizer steps (>= 1)")
     patience: int | None = _opt(None, "stopping evaluations without a new best before stopping (>= 1)")
     eval_every: int | None = _opt(None, "steps between stopping-split evaluations (>= 1)")
+    min_delta: float | None = _opt(None, "plateau protocol: stopping accuracy must beat its best by more than this "
+                                         "fraction to count as an improvement, in [0, 1)")
     stop_fraction: float | None = _opt(None, "share of training clips held out as the stopping split, in (0, 1)")
     seeds: Sequence[int] = _opt((0,), "comma-separated seeds, e.g. 0,1,2", text="0", parse=_seeds)
     profile: str = _opt("quick", "smoke | quick | full")
@@ -123,7 +125,7 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
     if opts.lr is not None:
         train = replace(train, lr=opts.lr)
     for opt, field in (("budget", "budget_steps"), ("patience", "patience"), ("eval_every", "eval_every"),
-                       ("stop_fraction", "stop_fraction")):
+                       ("min_delta", "min_delta"), ("stop_fraction", "stop_fraction")):
         if getattr(opts, opt) is not None:
             train = replace(train, **{field: getattr(opts, opt)})  # TrainSpec names the flag and range
     backbone = opts.backbone or "small_cnn"

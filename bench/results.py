@@ -130,6 +130,8 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
     import bench
 
+    from .allocator import tune_malloc
+
     repo = Path(__file__).resolve().parent.parent
     commit = _git("rev-parse", "HEAD", cwd=repo)
     dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
@@ -151,6 +153,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
+        "malloc": tune_malloc(),  # applies it too (idempotent): bench/allocator.py
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0
@@ -176,7 +179,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 # Provenance columns copied from the environment onto every record.
 PROVENANCE_KEYS = (
     "device", "device_name", "threads", "torch_version", "cuda_version", "git_commit", "git_dirty",
-    "fusionbench_version",
+    "fusionbench_version", "malloc",
 )
 
 

@@ -25,6 +25,7 @@ from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
 from . import measurements
+from .allocator import tune_malloc
 from .config import RunSpec
 from .measure import is_oom, measure_matmul_peak, resolve_device
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
@@ -107,6 +108,7 @@ class Runner:
         from .data import build_dataset, ceiling_for
 
         device = resolve_device(spec.device)
+        tune_malloc()  # before the first training step (exact; bench/allocator.py)
         if spec.threads:
             torch.set_num_threads(spec.threads)
         env = self._environment(device)
@@ -241,6 +243,7 @@ class Runner:
                 "samples_seen": res.samples, "selected_step": res.selected_step,
                 "fit_n": len(fit_ds), "stop_n": len(stop_ds), "budget_steps": spec.train.budget_steps,
                 "patience": spec.train.patience, "eval_every": spec.train.eval_every,
+                "min_delta": spec.train.min_delta,
                 "train_step_gmacs": res.train_step_gmacs,
                 "train_gmacs": (res.train_gmacs_per_sample * res.samples
                                 if res.train_gmacs_per_sample is not None else None),

@@ -141,8 +141,8 @@ def train_and_evaluate(
     Loader items are ``(clips float [B, T, C, H, W], labels int64 [B])`` (optionally a third element:
     video index ``[B]`` for video-level accuracy). Every ``spec.eval_every`` steps the model is evaluated on
     ``stop_loader`` (the stopping split, carved from the training data) and a point added to the curve.
-    Training ends at the first of: no new best stopping accuracy for ``spec.patience`` evaluations
-    (plateau), stopping accuracy >= ``spec.ceiling_fraction * ceiling`` (ceiling), ``spec.budget_steps``
+    Training ends at the first of: no stopping accuracy more than ``spec.min_delta`` above the last counted
+    improvement for ``spec.patience`` evaluations (plateau), stopping accuracy >= ``spec.ceiling_fraction * ceiling`` (ceiling), ``spec.budget_steps``
     steps (budget), a non-finite loss (diverged: status ``diverged``). The weights of the best stopping
     evaluation are the ones evaluated. With ``spec.epochs`` set, exactly that many epochs run (no early
     stop, final weights); without a ``stop_loader`` the budget alone ends training.
@@ -177,12 +177,13 @@ def train_and_evaluate(
     last_loss = float("nan")
     step = samples = epoch = 0
     best_acc, best_step, best_state, since_best = -1.0, None, None, 0
+    patience_ref = -1.0  # the stopping accuracy patience counts from (raised only by more than spec.min_delta)
     stop_reason, stop_n = "budget", 0
     window_loss, window_n = 0.0, 0
 
     def stopping_eval() -> str | None:
         """Evaluate on the stopping split, add a curve point; the reason to stop now, if any."""
-        nonlocal best_acc, best_step, best_state, since_best, stop_n, window_loss, window_n
+        nonlocal best_acc, best_step, best_state, since_best, stop_n, window_loss, window_n, patience_ref
         point: dict[str, Any] = {
             "step": step, "samples": samples, "epoch": samples / max(len_train, 1),
             "train_gmacs": gmacs_per_sample * samples if gmacs_per_sample is not None else None,
@@ -194,10 +195,12 @@ def train_and_evaluate(
             ev = evaluate(model, stop_loader, device=device, gather=gather)
             stop_n = ev.n
             point.update(stop_acc=ev.acc_top1, stop_loss=ev.val_loss)
-            if ev.acc_top1 > best_acc:
-                best_acc, best_step, since_best = ev.acc_top1, step, 0
+            if ev.acc_top1 > best_acc:  # the weights evaluated at the end: the best stopping accuracy seen
+                best_acc, best_step = ev.acc_top1, step
                 if not fixed:
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if ev.acc_top1 > patience_ref + spec.min_delta:  # patience restarts only on a real improvement
+                patience_ref, since_best = ev.acc_top1, 0
             else:
                 since_best += 1
             if not fixed:

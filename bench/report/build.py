@@ -436,7 +436,7 @@ _ENV_KEYS = (
     ("torch_version", "torch"), ("torchvision_version", "torchvision"), ("cuda_version", "CUDA"),
     ("cudnn_version", "cuDNN"), ("driver_version", "GPU driver"), ("python_version", "Python"),
     ("platform", "platform"), ("fvcore_version", "fvcore"), ("pandas_version", "pandas"), ("av_version", "PyAV"),
-    ("tf32_matmul", "TF32 matmul"), ("cudnn_benchmark", "cuDNN benchmark"),
+    ("tf32_matmul", "TF32 matmul"), ("cudnn_benchmark", "cuDNN benchmark"), ("malloc", "allocator"),
     ("fusionbench_version", "fusionbench"), ("git_commit", "git commit"), ("git_dirty", "uncommitted changes"),
 )
 

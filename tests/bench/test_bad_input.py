@@ -40,6 +40,7 @@ CASES = [
     ("batch-huge", "run --batch-size 100000000", "GiB"),
     ("epochs-negative", "run --epochs -1", "epochs"),
     ("patience-zero", "run --patience 0", "--patience must be an evaluation count >= 1"),
+    ("min-delta-one", "run --min-delta 1", "--min-delta must lie in [0, 1)"),
     ("budget-zero", "run --budget 0", "--budget must be a step count >= 1"),
     ("budget-negative", "run --budget -5", "--budget must be a step count >= 1"),
     ("eval-every-zero", "run --eval-every 0", "--eval-every must be a step count >= 1"),

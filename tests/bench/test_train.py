@@ -119,6 +119,41 @@ def test_model_that_never_improves_ends_by_patience():
     assert res.stop_reason == "plateau" and res.steps == 4 * (1 + 3) and len(res.curve) == 4
 
 
+class _Creeping(torch.nn.Module):
+    """Each stopping evaluation gets exactly one more of its 32 clips right (+3.125 points an evaluation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+        self.evals = 0
+        self.seen = 0
+
+    def forward(self, x):
+        out = self.fc(x.mean(dim=(1, 3, 4)))
+        if self.training:
+            return out
+        if self.seen % 32 == 0:
+            self.evals += 1
+        self.seen += x.shape[0]
+        idx = torch.arange(self.seen - x.shape[0], self.seen) % 32
+        # clip i is right once `evals` > i: predict its class through the (bright or dark) clip mean
+        right = (x.mean(dim=(1, 2, 3, 4)) > 0.5).long()
+        pred = torch.where(idx < self.evals, right, 1 - right)
+        return 0 * out + torch.nn.functional.one_hot(pred, 2).float()
+
+
+def test_min_delta_counts_only_real_improvements():
+    # +3.125 points an evaluation: each is a new best without min_delta (runs to the budget); with
+    # min_delta = 10 points (3 more evaluations add 9.4 over the first), so patience (3) ends it at the 4th
+    creep = _plateau(_Creeping(), ceiling=None, patience=3, eval_every=4, budget_steps=40)
+    assert creep.stop_reason == "budget" and len(creep.curve) == 10
+    strict = _plateau(_Creeping(), ceiling=None, patience=3, eval_every=4, budget_steps=40, min_delta=0.1)
+    assert strict.stop_reason == "plateau" and strict.steps == 4 * (1 + 3)
+    accs = [p["stop_acc"] for p in strict.curve]
+    assert accs == sorted(accs) and len(set(accs)) == 4  # each evaluation was (slightly) better ...
+    assert strict.selected_step == strict.steps  # ... and the best one is still the one evaluated
+
+
 def test_learning_curve_compute_is_counted_forward_plus_backward():
     torch.manual_seed(0)
     res = _plateau(_MeanLinear(), ceiling=None, patience=100, budget_steps=20)
