@@ -1,9 +1,18 @@
-"""Print the compact README results table (Markdown) for a run: `python scripts/readme_table.py RUN [--results DIR]`."""
+"""Print the README results tables (Markdown) for a run: `python scripts/readme_table.py RUN [--results DIR]`.
+
+Two tables: the main one (accuracy with its 95 % Wilson interval, how training ended, costs at the
+deployment clip with the latency's timing flag) and the sample-efficiency one (steps and counted training
+compute to 90 % / 99 % of the family ceiling, area under the learning curve).
+"""
 from __future__ import annotations
 
 import argparse
 
 from bench.results import load_results
+
+
+def _fmt(fmt: str, v) -> str:
+    return fmt.format(v) if v is not None and v == v else "—"
 
 
 def main() -> None:
@@ -13,42 +22,50 @@ def main() -> None:
     args = ap.parse_args()
     df = load_results(args.run, root=args.results)
     ok = df[df["status"] == "ok"]
+    acc = ok[ok["measurement"] == "accuracy"].set_index("model")
 
     def pick(measurement, scale, col, batch=None):
         d = ok[(ok["measurement"] == measurement) & (ok["scale"] == scale)]
         if batch is not None:
             d = d[d["batch_size"] == batch]
-        return d.groupby("model")[col].mean()
+        return d.set_index("model")[col] if col in d else {}
 
-    acc = ok[ok["measurement"] == "accuracy"].groupby("model")
-    cols = {
-        "top-1 %": acc["acc_top1"].mean() * 100,
-        "ceiling %": acc["ceiling_top1"].first() * 100,
-        "shape %": acc["acc_shape"].mean() * 100,
-        "direction %": acc["acc_direction"].mean() * 100,
-        "train s": acc["train_time_s"].mean(),
-        "params (train clip)": pick("params", "train", "params"),
-        "1st-conv params (train)": pick("params", "train", "first_conv_params"),
-        "GMACs (deploy)": pick("flops", "cost", "gmacs"),
-        "params M (deploy)": pick("params", "cost", "params") / 1e6,
-        "p50 ms b1 (deploy)": pick("latency", "cost", "latency_ms_p50", 1),
-        "flow share (deploy)": pick("latency", "cost", "flow_share", 1) * 100,
-        "peak MiB (deploy)": pick("memory", "cost", "peak_mem_mib"),
-    }
+    gmacs, params = pick("flops", "cost", "gmacs"), pick("params", "cost", "params")
+    lat = ok[(ok["measurement"] == "latency") & (ok["scale"] == "cost") & (ok["batch_size"] == 1)].set_index("model")
+    mem = pick("memory", "cost", "peak_mem_mib")
     order = list(dict.fromkeys(df["model"]))
-    fmt = {"top-1 %": "{:.1f}", "ceiling %": "{:.0f}", "shape %": "{:.0f}", "direction %": "{:.0f}", "train s": "{:.0f}",
-           "params (train clip)": "{:,.0f}", "1st-conv params (train)": "{:,.0f}", "GMACs (deploy)": "{:.3g}",
-           "params M (deploy)": "{:.2f}", "p50 ms b1 (deploy)": "{:.3g}", "flow share (deploy)": "{:.0f}%",
-           "peak MiB (deploy)": "{:.0f}"}
-    fam = df.groupby("model")["family"].first()
-    print("| model | family | " + " | ".join(cols) + " |")
-    print("|---|---|" + "---:|" * len(cols))
+    print("| model | family | top-1 % [95 % CI] | ceiling % | direction % | stopped | steps | train s "
+          "| GMACs | params M | p50 ms b1 | timing | flow share | peak MiB |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for m in order:
-        cells = []
-        for name, series in cols.items():
-            v = series.get(m)
-            cells.append(fmt[name].format(v) if v is not None and v == v else "—")
-        print(f"| `{m}` | {fam.get(m, '')} | " + " | ".join(cells) + " |")
+        if m not in acc.index:
+            continue
+        a = acc.loc[m]
+        top1 = f"{100 * a['acc_top1']:.1f} [{100 * a['acc_top1_lo']:.1f}, {100 * a['acc_top1_hi']:.1f}]"
+        q = lat["timing_quality"].get(m) if "timing_quality" in lat else None
+        flow = lat["flow_share"].get(m) if "flow_share" in lat else None
+        cells = [
+            f"`{m}`", a["family"], top1, _fmt("{:.0f}", 100 * a["ceiling_top1"]),
+            _fmt("{:.0f}", 100 * a.get("acc_direction", float("nan"))), str(a["stop_reason"]),
+            _fmt("{:.0f}", a["steps"]), _fmt("{:.0f}", a["train_time_s"]), _fmt("{:.3g}", gmacs.get(m)),
+            _fmt("{:.2f}", params.get(m, float("nan")) / 1e6), _fmt("{:.3g}", lat["latency_ms_p50"].get(m)),
+            str(q) if q is not None else "—", _fmt("{:.0f}%", 100 * flow if flow is not None else None),
+            _fmt("{:.0f}", mem.get(m)),
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("| model | stopped at step | best at step | steps to 90 % of ceiling | train GMACs to 90 % "
+          "| steps to 99 % | train GMACs to 99 % | curve AUC % | train GMACs total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m in order:
+        if m not in acc.index:
+            continue
+        a = acc.loc[m]
+        cells = [f"`{m}`", _fmt("{:.0f}", a["steps"]), _fmt("{:.0f}", a["selected_step"]),
+                 _fmt("{:.0f}", a.get("steps_to_90")), _fmt("{:,.0f}", a.get("gmacs_to_90")),
+                 _fmt("{:.0f}", a.get("steps_to_99")), _fmt("{:,.0f}", a.get("gmacs_to_99")),
+                 _fmt("{:.1f}", 100 * a["curve_auc"]), _fmt("{:,.0f}", a["train_gmacs"])]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
