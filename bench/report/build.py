@@ -146,6 +146,9 @@ def build_report(
     legend = [f"**{p}** = {lab}" for p, lab in scales.items()]
     ci_note = ("Accuracy: mean over seeds ± half-width of the 95 % Student-t interval; a model with one seed has no "
                "interval (shown as n=1)." if main["acc_top1_ci95"].notna().any()
+               else "Accuracy: one seed per model; [lo, hi] is its 95 % Wilson interval over the validation clips "
+                    "(the clips' sampling error, not seed-to-seed variation: run more seeds, `--seeds 0,1,2`, for that)."
+               if main.get("acc_top1_lo", pd.Series(dtype=float)).notna().any()
                else "Accuracy: one seed per model, so no confidence interval can be given; run more seeds (`--seeds 0,1,2`).")
     blocks.append(Block("table", table=paper.compact_display(disp, cost_at), text=" ".join([
         f"Accuracy on the {scales.get('train', 'training clip')}; GMACs, parameters, latency and peak memory at the "
@@ -323,7 +326,7 @@ def _acc_claim(table: pd.DataFrame) -> str:
     ci = next((c for c in ("acc_top1_ci95", "ci95") if c in table), None)
     if ci is not None and table[ci].notna().any():
         return "mean ± 95% t-CI over seeds"
-    return "one seed, so no confidence interval"
+    return "one seed: no seed interval (the main table gives each accuracy's 95 % Wilson interval over the clips)"
 
 
 def _batch(main: pd.DataFrame, prefix: str, suffix: str) -> str:
@@ -375,7 +378,8 @@ def _findings(main: pd.DataFrame, failures: pd.DataFrame, scales: dict[str, str]
                          f"{fmt_pct(ceil.iloc[0], 0)} % ceiling ({len(g)} model{'s' if len(g) > 1 else ''}).")
         seeds = sorted(set(int(n) for n in acc["n_seeds"]))
         items.append(f"Seeds per model: {', '.join(map(str, seeds))}" + (
-            " — single-seed accuracies carry no confidence interval." if seeds == [1] else "."))
+            " — each single-seed accuracy carries its 95 % Wilson interval over the validation clips, not a seed "
+            "interval." if seeds == [1] else "."))
     for prefix in ("deploy", "train"):
         col = f"{prefix}_latency_ms_p50"
         if col in main and main[col].notna().any():

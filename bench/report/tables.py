@@ -190,7 +190,8 @@ def _pick_batch(sub: pd.DataFrame, how: str) -> float:
 def main_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per row key: accuracy mean ± 95 % t-CI over seeds, ceilings, and per-scale costs.
 
-    Columns: ``model, family[, run_id][, point], acc_top1_mean, acc_top1_ci95, n_seeds, ceiling_top1,
+    Columns: ``model, family[, run_id][, point], acc_top1_mean, acc_top1_ci95, n_seeds, acc_top1_lo,
+    acc_top1_hi`` (one seed: its 95 % Wilson interval; NaN otherwise), ``ceiling_top1,
     acc_shape_mean, acc_direction_mean, ceiling_shape, ceiling_direction``, then for each scale present
     ``<train|deploy>_{gmacs, params, first_conv_params, latency_ms_p50, latency_ms_p90, throughput_clips_s,
     peak_mem_mib}``, then ``status`` (``ok`` or what failed). Accuracies are fractions.
@@ -219,6 +220,10 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
             acc = sub[(sub["measurement"] == "accuracy") & (sub["status"] == "ok")]
         mean, half, n = t_interval(acc["acc_top1"])
         row.update(acc_top1_mean=mean, acc_top1_ci95=half, n_seeds=n)
+        # one seed: its binomial (Wilson) interval over the validation clips, from the record
+        one = n == 1 and {"acc_top1_lo", "acc_top1_hi"} <= set(acc.columns)
+        row["acc_top1_lo"] = float(acc["acc_top1_lo"].iloc[0]) if one else math.nan
+        row["acc_top1_hi"] = float(acc["acc_top1_hi"].iloc[0]) if one else math.nan
         allacc = sub[sub["measurement"] == "accuracy"]
         row["ceiling_top1"] = _first(allacc["ceiling_top1"])
         row["acc_shape_mean"] = _mean(acc["acc_shape"])
