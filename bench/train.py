@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from .allocator import tune_malloc
 from .config import TrainSpec
 from .flow_cache import FlowCache, flow_cache_installed
 from .measure._common import to_channels_last
@@ -151,6 +152,7 @@ def train_and_evaluate(
     returned losses and accuracies are over all ranks (every rank takes the same stopping decision).
     """
     emit = progress or (lambda event, info: None)
+    tune_malloc()  # exact: keeps the step's activations mapped (bench/allocator.py); idempotent
     device = torch.device(device)
     model.to(device)
     if spec.channels_last:  # 2D convs then run NHWC (the clip is flattened to [B T, C, H, W] inside the model)

@@ -117,7 +117,7 @@ def efficiency_figure(df: pd.DataFrame, path: Path, *, dpi: int = 150) -> Path |
     if not lines:
         return None
     with F._theme():
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        fig, ax = plt.subplots(figsize=(9.5, 4.8))
         for model, _, pts, _ in lines:
             color, marker = styles[model]
             ax.plot(pts[:, 0], 100 * pts[:, 1], color=color, marker=marker, ms=3.5, lw=1.2, label=model)
@@ -131,8 +131,9 @@ def efficiency_figure(df: pd.DataFrame, path: Path, *, dpi: int = 150) -> Path |
         ax.set_xlabel("training compute (counted forward + backward GMACs, log scale)")
         ax.set_ylabel("stopping-split accuracy (%)")
         ax.set_ylim(0, 102)
-        ax.legend(fontsize=7, ncol=2, loc="lower right", frameon=False, title="dotted: family ceiling",
-                  title_fontsize=7)
+        # beside the axes, not over the curves (which fill the lower right, where the slow models end)
+        ax.legend(fontsize=7, ncol=1 if len(lines) <= 12 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  frameon=False, title="dotted: family ceiling", title_fontsize=7)
         fig.tight_layout()
         return F._save(fig, path, dpi)
 
