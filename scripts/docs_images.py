@@ -86,7 +86,7 @@ def main() -> int:
         if tex.returncode != 0:
             print(f"docs_images: pdflatex failed on {res.latex}:\n{tex.stdout[-2000:]}", file=sys.stderr)
             return 1
-        subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "110", "-png", "-singlefile", "report.pdf",
+        subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "130", "-png", "-singlefile", "report.pdf",
                         "page"], cwd=res.out_dir, check=True)
         print(shrink(res.out_dir / "page.png", out / "latex_main_table.png", width=1400))
     return 0
