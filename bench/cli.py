@@ -34,7 +34,12 @@ def _command_line(ctx: typer.Context | None = None) -> str:
     """The command as the user gave it (options they set explicitly, with their values)."""
     if ctx is None:
         return "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    parts = ["bench", ctx.info_name or ""]
+    parts = ["bench"]
+    parent = ctx.parent
+    if parent is not None and ctx.find_root() is parent:  # group options (--plugin) before the subcommand
+        for spec in parent.params.get("plugin") or ():
+            parts += ["--plugin", shlex.quote(str(spec))]
+    parts.append(ctx.info_name or "")
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
         if source is None or source.name == "DEFAULT":
@@ -284,7 +289,8 @@ def _launch(ctx: typer.Context, nproc: int | None, executor: str, address: str |
 
 
 def _forwarded_args(ctx: typer.Context, drop: tuple[str, ...]) -> list[str]:
-    """This command's explicitly given arguments (as ``_command_line`` renders them) minus ``drop``."""
+    """This command's explicitly given arguments (as ``_command_line`` renders them, ``--plugin`` included) minus
+    ``drop``."""
     args = shlex.split(_command_line(ctx))[1:]
     flags = {o for p in ctx.command.params if p.name in drop for o in p.opts}
     out, skip = [], False

@@ -1,5 +1,6 @@
 """`bench run` and `bench ablate` options come from one declaration (``bench.plan.RunOptions``)."""
 import dataclasses
+import shlex
 
 import typer
 from typer.main import get_command
@@ -46,3 +47,41 @@ def test_a_decorated_command_receives_the_options_it_was_given():
     opts = got["opts"]
     assert (opts.models, opts.seeds, opts.frames, opts.compile, opts.amp) == ("pool_avg", (1, 2), 3, True, "none")
     assert got["tag"] == "y" and opts.profile == RunOptions().profile
+
+
+def _parse(argv: list[str]):
+    """The subcommand context click builds for ``bench ARGV`` (parsed only, nothing runs)."""
+    group = get_command(app)
+    root = group.make_context("bench", list(argv), resilient_parsing=True)
+    name, cmd, rest = group.resolve_command(root, root._protected_args + root.args)
+    return cmd.make_context(name, rest, parent=root)
+
+
+def _every_option_given(name: str) -> list[str]:
+    """``bench --plugin ... NAME`` with every option of NAME set: flags on, values with spaces and shell
+    specials, repeatable options twice."""
+    argv = ["--plugin", "my plugins/a.py", "--plugin", "b.py", name]
+    for p in get_command(app).commands[name].params:
+        if p.param_type_name != "option" or p.name == "help":
+            continue
+        if p.is_flag:
+            argv.append(p.opts[0] if p.default is not True else p.secondary_opts[0])
+            continue
+        value = {"int": "3", "float": "0.25"}.get(p.bare_type(), f"{p.name} x,y;'$z'")
+        argv += [p.opts[0], value] * (2 if p.multiple else 1)
+    return argv
+
+
+def test_recorded_command_round_trips_every_option_of_run_and_ablate():
+    from bench.cli import _command_line
+
+    for name in ("run", "ablate"):
+        given = _parse(_every_option_given(name))
+        line = _command_line(given)
+        again = _parse(shlex.split(line)[1:])
+        assert again.params == given.params, name  # every boolean flag, list and repeatable option, verbatim
+        assert again.parent.params["plugin"] == given.parent.params["plugin"] == ["my plugins/a.py", "b.py"]
+        assert _command_line(again) == line
+        flags = [p for p in again.command.params if getattr(p, "is_flag", False) and p.name != "help"]
+        assert flags and all(p.opts[0] in shlex.split(line) for p in flags)
+        assert " True" not in line and " False" not in line

@@ -60,3 +60,18 @@ def test_progress_lines_give_accuracy_in_percent():
     line = _record_line(dict(model="two_stream_gated", measurement="accuracy", scale="train", status="ok",
                              acc_top1=0.2862499952316284, ceiling_top1=0.25, train_time_s=3.2))
     assert "two_stream_gated" in line and "28.6 %" in line and "ceiling 25 %" in line and "0.286" not in line
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_compare_csv_and_json_are_the_rows_alone_on_stdout(tmp_path, fmt):
+    from .report.conftest import MODELS, write_run
+
+    results = tmp_path / "results"
+    write_run(results, "run-a")
+    write_run(results, "run-b", speed=0.5)
+    res = invoke("compare", "run-a", "run-b", "--results", results, "--out", tmp_path / "cmp", "--format", fmt)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout) if fmt == "json" else list(csv.DictReader(io.StringIO(res.stdout)))
+    assert rows and {"group", "model", "A", "B", "ratio", "95% CI", "p (Holm)", "status"} <= set(rows[0])
+    assert {r["model"] for r in rows} == set(MODELS)  # full names, every model of both runs
+    assert "figure:" not in res.stdout  # the figure's path goes to stderr, so the rows parse on their own
