@@ -430,8 +430,19 @@ def _timing_flags(df: pd.DataFrame, include_flagged: bool) -> list[str]:
         r = g.iloc[0]
         parts.append(f"{model} ({scale}, batch {int(batch) if pd.notna(batch) else '?'}): {r['timing_quality']} — "
                      f"{r['timing_reason'] or 'no reason recorded'}")
-    return [f"Latency flagged ({len(flagged)} record{'s' if len(flagged) > 1 else ''}; marked in every table and "
-            f"figure{'' if include_flagged else ', left off the Pareto front'}): " + "; ".join(parts) + "."]
+    head = (f"Latency flagged ({len(flagged)} record{'s' if len(flagged) > 1 else ''}; marked in every table and "
+            f"figure{'' if include_flagged else ', left off the Pareto front'})")
+    if len(parts) <= _FLAG_REASONS:
+        return [head + ": " + "; ".join(parts) + "."]
+    # many: name every model (the reader looks for theirs), give the first reasons; all are in the records
+    counts = flagged["timing_quality"].value_counts()
+    models = ", ".join(dict.fromkeys(flagged["model"]))
+    return [head + f": {', '.join(f'{n} {q}' for q, n in counts.items())}, in {models}. First "
+            f"{_FLAG_REASONS}: " + "; ".join(parts[:_FLAG_REASONS]) +
+            f"; the other {len(parts) - _FLAG_REASONS} in tables/flagged_latency.csv and each record's `timing_reason`."]
+
+
+_FLAG_REASONS = 4  # reasons spelled out in the summary before it only counts them
 
 
 _ENV_KEYS = (
