@@ -161,12 +161,12 @@ def run_cmd(
         cfg = _config(config, ctx)
         if cfg is not None and cfg.vary:
             raise ValueError(f"config {config}: a [vary] table is a sweep; run it with bench ablate --config {config}")
-        spec = _with_clip(_configured(build_run_spec(_with_config(opts, cfg, ctx)), cfg, ctx),
-                          clip, opts.frames, opts.size)
+        opts = _with_config(opts, cfg, ctx)
+        spec = _with_clip(_configured(build_run_spec(opts), cfg, ctx), clip, opts.frames, opts.size)
         ray = _launch(ctx, nproc, executor, address, [spec])
     dev = spec.device
     notice = (f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)")
-              if options["device"] == "auto" else None)
+              if opts.device == "auto" else None)
     _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice, fmt_name=format)
 
 
