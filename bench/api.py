@@ -41,12 +41,11 @@ def run(models: str | Sequence[str] = "all", *, profile: str = "quick", device: 
     ``df.attrs["run_id"]`` and ``df.attrs["path"]`` name the run."""
     from .plan import RunOptions, build_run_spec
     from .results import RunStore, new_run_id
-    from .runner import Runner, resolve_device
+    from .runner import Runner
 
     load_plugins(list(plugins))
     models = models if isinstance(models, str) else ",".join(models)
-    spec = build_run_spec(RunOptions(models=models, profile=profile, device=device, **options),
-                          resolved_device=resolve_device(device))
+    spec = build_run_spec(RunOptions(models=models, profile=profile, device=device, **options))
     store = RunStore.create(Path(out), run_id or new_run_id("run"))
     with store.lock():
         store.start([spec], command=f"bench.api.run(models={models!r}, profile={profile!r})",

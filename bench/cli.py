@@ -153,7 +153,6 @@ def run_cmd(
 ) -> None:
     """Train and measure the selected models on identical clips; records land in results/<run-id>/."""
     from .plan import build_run_spec
-    from .measure import resolve_device
 
     with user_errors():
         check_format(format)
@@ -162,17 +161,17 @@ def run_cmd(
             _check_resume_flags(ctx, resume)
             ray = _launch(ctx, nproc, executor, address, None)
         return _resume(resume, out, ctx, ray=ray, fmt_name=format)
-    device = options["device"]
     with user_errors():
-        dev = resolve_device(device)
         opts = _run_options(options)
         cfg = _config(config, ctx)
         if cfg is not None and cfg.vary:
             raise ValueError(f"config {config}: a [vary] table is a sweep; run it with bench ablate --config {config}")
-        spec = _with_clip(_configured(build_run_spec(_with_config(opts, cfg, ctx), resolved_device=dev), cfg, ctx),
-                          clip, opts.frames, opts.size)
+        opts = _with_config(opts, cfg, ctx)
+        spec = _with_clip(_configured(build_run_spec(opts), cfg, ctx), clip, opts.frames, opts.size)
         ray = _launch(ctx, nproc, executor, address, [spec])
-    notice = f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)") if device == "auto" else None
+    dev = spec.device
+    notice = (f"device: {dev}" + ("" if dev.startswith("cuda") else " (no CUDA GPU seen)")
+              if opts.device == "auto" else None)
     _execute([spec], out, run_id=None, ctx=ctx, ray=ray, notice=notice, fmt_name=format)
 
 
@@ -239,7 +238,6 @@ def ablate_cmd(
 ) -> None:
     """A grid over knobs; every point is an ordinary run point in one run directory."""
     from .plan import ablation_points, build_run_spec, parse_vary
-    from .measure import resolve_device
 
     with user_errors():
         check_format(format)
@@ -247,9 +245,8 @@ def ablate_cmd(
         grid = parse_vary(vary) if vary or cfg is None or not cfg.vary else []
         grid += [(k, v) for k, v in (cfg.vary if cfg else []) if k not in {g for g, _ in grid}]  # --vary wins
         opts = _with_config(_run_options(options), cfg, ctx)
-        dev = resolve_device(opts.device)
-        points = ablation_points(_with_clip(_configured(build_run_spec(opts, resolved_device=dev), cfg, ctx),
-                                            clip, opts.frames, opts.size), grid)
+        points = ablation_points(_with_clip(_configured(build_run_spec(opts), cfg, ctx), clip, opts.frames, opts.size),
+                                 grid)
         ray = _launch(ctx, None, executor, address, points)
     _execute(points, out, run_id=None, prefix="ablate", ctx=ctx, ray=ray, fmt_name=format)
 
@@ -364,7 +361,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
     """Run ``points`` into a new store (or ``store``, resuming); ``meta``: extra run.json entries of a new run
     (``bench study`` keeps its plan there). Returns the run id (None on a non-writing DDP rank)."""
     from .distributed import launched_by_torchrun
-    from .results import RunStore, new_run_id
+    from .results import RunStore
     from .runner import Runner
 
     ddp = None
@@ -375,16 +372,7 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
             ddp = init_from_env(points[0].device)
     if ddp is None or ddp.is_main:
         with user_errors():
-            if store is None:
-                store = RunStore.create(out, run_id or new_run_id(prefix))
-                _hold_lock(store, ctx)  # one writer per run, for the life of the run
-                store.start(points, command=_command_line(ctx), device=points[0].device)
-                if meta:
-                    store.update_meta(**meta)
-                if notice:  # printed once the run exists, so bad input prints its one error line alone
-                    err_console.print(notice)
-            else:
-                store.update_meta(status="running", resumed_command=_command_line(ctx))
+            store = _open_run(points, out, run_id, prefix, store, ctx, notice, meta)
     if ddp is not None:
         store = RunStore(Path(out), ddp.broadcast(store.run_id if ddp.is_main else None))
         if not ddp.is_main:
@@ -423,6 +411,30 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
             ray.shutdown()
     with user_errors():
         store.finish(summary, "complete")
+    _closing_summary(store, summary, out, fmt_name)
+    return store.run_id
+
+
+def _open_run(points, out: Path, run_id: str | None, prefix: str, store, ctx: typer.Context | None,
+              notice: str | None, meta: dict | None):
+    """A new run's store, locked and started (run.json), or the resumed ``store`` marked running again."""
+    from .results import RunStore, new_run_id
+
+    if store is not None:
+        store.update_meta(status="running", resumed_command=_command_line(ctx))
+        return store
+    store = RunStore.create(out, run_id or new_run_id(prefix))
+    _hold_lock(store, ctx)  # one writer per run, for the life of the run
+    store.start(points, command=_command_line(ctx), device=points[0].device)
+    if meta:
+        store.update_meta(**meta)
+    if notice:  # printed once the run exists, so bad input prints its one error line alone
+        err_console.print(notice)
+    return store
+
+
+def _closing_summary(store, summary, out: Path, fmt_name: str) -> None:
+    """The run's summary table, then its counts and where its results and report are."""
     emit_rows(summary_rows(store.records()), fmt_name, title=f"run {store.run_id}")
     bad = {k: v for k, v in summary.counts.items() if k != "ok"}
     (out_console if fmt_name == "table" else err_console).print(  # csv/json: stdout holds the data alone
@@ -432,7 +444,6 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
         + f"\nresults: {store.path}\nreport:  bench report {store.run_id}"
         + (f" --results {out}" if str(out) != "results" else "")
     )
-    return store.run_id
 
 
 def _mark(store, summary, status: str) -> bool:
@@ -457,13 +468,9 @@ def report_cmd(
 ) -> None:
     """Markdown, self-contained HTML and/or LaTeX report (tables; figures as PNG, PDF, SVG) in reports/<run-id>/."""
     from .report import build_report
-    from .report.build import FORMATS
 
-    with user_errors():
+    with user_errors():  # build_report checks the formats (one line naming the bad one)
         formats = tuple(f.strip() for f in format.split(",") if f.strip())
-        bad = [f for f in formats if f not in FORMATS]
-        if bad or not formats:
-            raise ValueError(f"--format takes any of {', '.join(FORMATS)} (comma-separated); got {format!r}")
         res = build_report(list(runs), results_root=str(results), out_root=str(out), formats=formats,
                            include_flagged=include_flagged)
     out_console.print(f"report: {res.out_dir}")

@@ -48,10 +48,8 @@ def study_cmd(
             if not chosen:
                 raise ValueError(f"no claim selected by --claims {claims!r}")
             from .config import parse_int_list
-            from .measure import resolve_device
 
-            dev = resolve_device(device)
-            plan = plan_study(chosen, profile, models=models, device=dev,
+            plan = plan_study(chosen, profile, models=models, device=device,
                               seeds=parse_int_list(seeds, what="--seeds") if seeds is not None else None)
             for name, why in plan.skipped.items():
                 err_console.print(f"[yellow]claim {name} not tested:[/yellow] {why}", highlight=False, soft_wrap=True)

@@ -1,7 +1,7 @@
 """Where a sweep runs: in this process (``bench.runner.Runner``, the local executor) or as Ray tasks.
 
     driver                                          Ray workers (this machine, or a cluster)
-    points x models x seeds --submit-->  task(point, model, seed, done keys) = Runner over an in-memory store
+    plan.jobs(points) --submit-->  task(job, done keys) = Runner.run_jobs([job]) over an in-memory store
     RunStore.append  <--records (de-duplicated by key)--  returned records
     a task whose worker died is re-run by Ray (max_retries); what it returned once is written once
 
@@ -15,13 +15,14 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import RunSpec
-from .results import STATUSES, RunStore, record_key
-from .runner import RunSummary, Runner
+from .plan import Job, jobs
+from .results import STATUSES, RunStore, RunSummary
+from .runner import Runner
 
 Progress = Callable[[str, dict], None]
 
@@ -98,12 +99,11 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None, time
 
 # ------------------------------------------------------------------------------------------ the task
 class _TaskStore:
-    """What a ``Runner`` inside a Ray task writes to: records are kept and returned to the driver."""
+    """What a ``Runner`` inside a Ray task writes to: nothing is kept (the driver writes what the task returns)."""
 
     def __init__(self, run_id: str, done: set[str]) -> None:
         self.run_id, self._done = run_id, set(done)
         self.path = Path("<ray task>")
-        self.out: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
 
     def done_keys(self) -> set[str]:
@@ -115,15 +115,14 @@ class _TaskStore:
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         if record.get("status") not in STATUSES:
             raise ValueError(f"record status must be one of {STATUSES}, got {record.get('status')!r}")
-        self.out.append(dict(record))
-        return record
+        return dict(record)
 
     def update_meta(self, **changes: Any) -> None:
         self.meta.update(changes)
 
 
-def run_task(spec: RunSpec, run_id: str, done: frozenset[str], threads: int | None) -> dict[str, Any]:
-    """One (point, model, seed): the local ``Runner`` over an in-memory store; returns its records.
+def run_task(job: Job, run_id: str, done: frozenset[str], threads: int | None) -> dict[str, Any]:
+    """One job: ``Runner.run_jobs`` (the local path) over an in-memory store; returns its records.
 
     Runs inside a Ray worker (and is a plain function, so tests can call it directly)."""
     import torch
@@ -134,8 +133,9 @@ def run_task(spec: RunSpec, run_id: str, done: frozenset[str], threads: int | No
     if threads:
         torch.set_num_threads(threads)
     store = _TaskStore(run_id, set(done))
-    summary = Runner(store).run([spec])  # type: ignore[arg-type]
-    return {"records": store.out, "skipped": summary.skipped, "meta": store.meta, "pid": os.getpid()}
+    runner = Runner(store)  # type: ignore[arg-type]
+    records = runner.run_jobs([job])
+    return {"records": records, "skipped": runner.summary.skipped, "meta": store.meta, "pid": os.getpid()}
 
 
 # ----------------------------------------------------------------------------------------- the driver
@@ -161,27 +161,26 @@ class RayRunner:
         ray = _import_ray()
         task = ray.remote(run_task)
         t0 = time.perf_counter()
-        pending: dict[Any, tuple[RunSpec, str, int]] = {}
+        pending: dict[Any, Job] = {}
         try:
             done = frozenset(self.done)
             for i, spec in enumerate(points):
                 self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
-                for seed in spec.seeds:
-                    for name in spec.models:
-                        one = replace(spec, models=(name,), seeds=(seed,))  # same point_id: models/seeds unhashed
-                        ref = task.options(**self._options(spec), max_retries=self.max_retries,
-                                           retry_exceptions=False).remote(
-                            one, self.store.run_id, done, spec.threads or self.cpus_per_task)
-                        pending[ref] = (one, name, seed)
+                for job in jobs([spec]):
+                    ref = task.options(**self._options(spec), max_retries=self.max_retries,
+                                       retry_exceptions=False).remote(
+                        job, self.store.run_id, done, spec.threads or self.cpus_per_task)
+                    pending[ref] = job
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    spec, name, seed = pending.pop(ref)
-                    self.emit("model_start", {"model": name, "seed": seed, "point_id": spec.config_hash()})
+                    job = pending.pop(ref)
+                    name, seed = job.model, job.seed
+                    self.emit("model_start", {"model": name, "seed": seed, "point_id": job.point_id})
                     try:
                         out = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # retries exhausted: the failure is a record
-                        self._append(self._task_error(spec, name, seed, exc))
+                        self._append(self._task_error(job, exc))
                     else:
                         self.summary.skipped += out["skipped"]
                         if out["meta"] and not self.store.read_meta().get("matmul_peak_gflops_s"):
@@ -208,11 +207,10 @@ class RayRunner:
         self.summary.add(rec)
         self.emit("record", rec)
 
-    def _task_error(self, spec: RunSpec, name: str, seed: int, exc: BaseException) -> dict[str, Any]:
+    def _task_error(self, job: Job, exc: BaseException) -> dict[str, Any]:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return {"key": record_key(spec.config_hash(), name, seed, "task"), "model": name, "seed": seed,
-                "point_id": spec.config_hash(), "measurement": "task", "scale": "-", "status": "error",
-                "error": f"{type(exc).__name__}: {msg}"[:2000]}
+        return {"key": job.key("task"), "model": job.model, "seed": job.seed, "point_id": job.point_id,
+                "measurement": "task", "scale": "-", "status": "error", "error": f"{type(exc).__name__}: {msg}"[:2000]}
 
 
 __all__ = ["ExecutorUnavailable", "RAY_MISSING", "RayConnection", "RayRunner", "connect_ray", "run_task"]

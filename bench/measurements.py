@@ -246,6 +246,17 @@ register(Measurement(
         Column("train_time_s", "wall time of training", unit="s"),
         Column("final_train_loss", "mean loss of the last epoch"),
         Column("val_loss", "mean validation loss"),
+        # training compute and sample efficiency of the plateau protocol (docs/accuracy.md)
+        Column("steps", "optimizer steps taken"),
+        Column("samples_seen", "training clips the optimizer steps consumed"),
+        Column("train_step_gmacs", "counted GMACs of one training step (forward + backward) at the training batch"),
+        Column("train_gmacs", "training compute consumed: train_step_gmacs / batch x samples_seen"),
+        Column("learning_curve", "JSON list, one point per stopping evaluation (step, samples, train_gmacs, stop_acc, ...)"),
+        Column("steps_to_90", "step of the first evaluation at >= 90 % of the family ceiling (empty: never)"),
+        Column("gmacs_to_90", "training GMACs at steps_to_90"),
+        Column("steps_to_99", "step of the first evaluation at >= 99 % of the family ceiling (empty: never)"),
+        Column("gmacs_to_99", "training GMACs at steps_to_99"),
+        Column("curve_auc", "mean stopping accuracy over [0, budget_steps] (fraction)"),
     ),
     line=lambda r: (f"top-1 {fmt(pct(r.get('acc_top1')), '.1f')} % (ceiling {fmt(pct(r.get('ceiling_top1')), '.0f')} %) "
                     f"in {fmt(r.get('train_time_s'), '.1f')} s"),

@@ -5,9 +5,9 @@ so reports and resumes treat sweeps and single runs alike.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
-import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -17,6 +17,8 @@ from fusion_models.backbone import check_backbone_name
 from . import measurements as _measurements
 from .config import RunSpec, get_profile, parse_int_list, parse_size
 from .data import DatasetSpec
+from .measure import resolve_device
+from .results import record_key
 from .validate import check_options, check_run_spec
 
 
@@ -104,8 +106,11 @@ def parse_clip(text: str) -> tuple[int, int, int]:
     return nums[0], nums[1], nums[2]
 
 
-def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
-    """Profile defaults with ``opts`` applied; every bad value raises ``ValueError`` with one clear line."""
+def build_run_spec(opts: RunOptions, *, resolved_device: str | None = None) -> RunSpec:
+    """Profile defaults with ``opts`` applied; every bad value raises ``ValueError`` with one clear line.
+
+    The spec carries the resolved device (``auto`` -> ``cuda`` or ``cpu``; ``resolved_device`` when the caller has
+    resolved it already): the device is part of the point's hash, so a resume finds the same keys."""
     check_options(opts)
     prof = get_profile(opts.profile)
     models = tuple(list_models(opts.models))
@@ -175,11 +180,38 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str) -> RunSpec:
     spec = RunSpec(
         models=models, dataset=dataset, clip=clip, backbone=backbone, pretrained=opts.pretrained,
         weights=None if opts.weights is None else os.path.abspath(opts.weights), train=train, cost=cost,
-        measure=measure_spec, measurements=measurements, seeds=tuple(opts.seeds), device=resolved_device,
+        measure=measure_spec, measurements=measurements, seeds=tuple(opts.seeds),
+        device=resolved_device or resolve_device(opts.device),
         threads=opts.threads, profile=prof.name,
     )
     check_run_spec(spec)
     return spec
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class Job:
+    """One (point, model, seed): what every executor runs (``bench.runner.Runner.run_job``: in this process, in a
+    Ray task, on each DDP rank) and the owner of its records' keys."""
+
+    spec: RunSpec
+    model: str
+    seed: int
+    point_id: str  # spec.config_hash(), the point's records' group
+    device: str    # spec.device checked on this machine (a resumed run may come from another)
+
+    def key(self, measurement: str, scale: str | None = None, batch: int | None = None) -> str:
+        """The resume key of this job's record of ``measurement`` at ``scale`` and ``batch``."""
+        return record_key(self.point_id, self.model, self.seed, measurement, scale, batch)
+
+
+def jobs(points: Sequence[RunSpec]) -> list[Job]:
+    """Every point's jobs, seed after seed and model after model (the order the records are written in)."""
+    out = []
+    for spec in points:
+        point_id, device = spec.config_hash(), resolve_device(spec.device)
+        out += [Job(spec, name, seed, point_id, device) for seed in spec.seeds for name in spec.models]
+    return out
 
 
 # ------------------------------------------------------------------------------------------ ablation

@@ -1,8 +1,10 @@
-"""Run spec -> records: one model at a time, every failure a record, resumable.
+"""Run spec -> records: one job (point, model, seed; ``bench.plan.jobs``) at a time, every failure a record,
+resumable. ``Runner.run_job`` is the one path of every executor (local, DDP ranks, Ray tasks):
 
-    for seed: for model:
+    for seed: for model:                                   (plan.jobs order)
         accuracy (train clip)  -> params, flops, latency, memory (train clip)
         params, flops, latency, memory (deployment/cost clip)
+    latency of every model of the (point, seed): interleaved rounds (Runner.run_jobs)
 
 Each measurement is appended to the store as soon as it exists; a key already recorded (with any status
 but ``error``) is skipped, which is what makes ``--resume`` work. The runner never prints: it reports
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -27,9 +30,10 @@ from fusion_models.clip import ClipSpec
 from . import measurements
 from .allocator import tune_malloc
 from .config import RunSpec
-from .measure import is_oom, measure_matmul_peak, resolve_device
+from .measure import is_oom, measure_matmul_peak
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
-from .results import PROVENANCE_KEYS, RunStore, RunSummary, StoreWriteError, environment, record_key
+from .plan import Job, jobs
+from .results import PROVENANCE_KEYS, RunStore, RunSummary, StoreWriteError, environment
 
 Progress = Callable[[str, dict], None]
 
@@ -41,7 +45,7 @@ def _error_message(exc: BaseException) -> str:
 
 
 class Runner:
-    """Executes one or more ``RunSpec`` points into one ``RunStore``."""
+    """Executes the jobs of one or more ``RunSpec`` points into one ``RunStore``."""
 
     def __init__(self, store: RunStore, *, progress: Progress | None = None, ddp: Any = None) -> None:
         self.store = store
@@ -54,6 +58,8 @@ class Runner:
         self.summary = RunSummary(run_id=store.run_id, path=str(store.path), wall_time_s=0.0)
         self._env: dict[str, Any] | None = None
         self._latency_pending: list[dict[str, Any]] = []  # latency jobs of this (point, seed), run interleaved
+        self._recent: list[dict[str, Any]] = []  # the records of the current run_job / latency rounds
+        self._last: _Point | None = None  # the current point's shared parts
         self._peak: float | None = None
         self._flops: dict[tuple, float] = {
             (r.get("point_id"), r.get("model"), r.get("scale")): r["gmacs"]
@@ -68,28 +74,62 @@ class Runner:
         try:
             if self.ddp is not None:
                 self._run_ddp(points)
-                return self.summary
-            for i, spec in enumerate(points):
-                self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
-                self._run_point(spec)
+            else:
+                self._run_points(points)
         finally:
             self.summary.wall_time_s = time.perf_counter() - t0
         return self.summary
+
+    def run_jobs(self, batch: list[Job], *, accuracy: bool = True, costs: bool = True) -> list[dict[str, Any]]:
+        """``run_job`` for each job in turn; the latencies of one (point, seed) are measured together, in
+        interleaved rounds, once its last job is done. Returns the records written."""
+        out: list[dict[str, Any]] = []
+        for i, job in enumerate(batch):
+            out += self.run_job(job, accuracy=accuracy, costs=costs)
+            after = batch[i + 1] if i + 1 < len(batch) else None
+            if after is None or after.spec is not job.spec or after.seed != job.seed:
+                out += self._latency_rounds(job)
+        return out
+
+    def run_job(self, job: Job, *, accuracy: bool = True, costs: bool = True) -> list[dict[str, Any]]:
+        """One (point, model, seed), the path of every executor: accuracy (training), then the costs at the
+        training and the deployment clip. Returns the records written; its latencies wait for ``run_jobs``'s
+        rounds. ``accuracy=False`` / ``costs=False``: one of the two DDP passes."""
+        self._recent = []
+        point = self._point(job)
+        info = model_info(job.model)
+        meta = {"model": job.model, "family": info.family, "fusion_point": info.fusion_point,
+                "order_aware": info.order_aware, "needs_flow": info.needs_flow, "seed": job.seed, **point.meta}
+        if accuracy:  # (a DDP cost pass re-visits the models without moving the progress bar)
+            self.emit("model_start", {"model": job.model, "seed": job.seed, "point_id": job.point_id})
+        model = None
+        if "accuracy" in job.spec.measurements and accuracy:
+            model = self._accuracy(job, meta, point)
+        if costs:
+            spec = job.spec
+            self._costs(job, meta, "train", spec.clip, spec.backbone, point.num_classes, model)
+            if spec.cost.enabled:
+                self._costs(job, meta, "cost", spec.cost.clip, spec.cost.backbone, point.num_classes, None)
+        if accuracy or not costs:
+            self.emit("model_end", {"model": job.model, "seed": job.seed})
+        return self._recent
+
+    # ------------------------------------------------------------------------------------ internals
+    def _run_points(self, points: list[RunSpec], **phase: bool) -> None:
+        for i, spec in enumerate(points):
+            self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
+            self.run_jobs(jobs([spec]), **phase)
 
     def _run_ddp(self, points: list[RunSpec]) -> None:
         from .distributed import per_rank_batch
 
         for spec in points:
             per_rank_batch(spec.train.batch_size, self.ddp.world_size)
-        for i, spec in enumerate(points):
-            self.emit("point_start", {"index": i, "points": len(points), "point": dict(spec.point)})
-            self._run_point(spec, costs=False)
+        self._run_points(points, costs=False)
         self.ddp.close()
         if self.writes:
-            for spec in points:
-                self._run_point(spec, accuracy=False)
+            self.run_jobs(jobs(points), accuracy=False)
 
-    # ------------------------------------------------------------------------------------ internals
     def _environment(self, device: str) -> dict[str, Any]:
         if self._env is None or self._env.get("device") != device:
             self._env = environment(device)
@@ -104,22 +144,23 @@ class Runner:
             self.store.update_meta(matmul_peak_gflops_s=self._peak)
         return self._peak
 
-    def _run_point(self, spec: RunSpec, *, accuracy: bool = True, costs: bool = True) -> None:
-        from .data import build_dataset, ceiling_for
+    def _point(self, job: Job) -> _Point:
+        """What the jobs of one point share (threads, validation split, record fields), made at its first job."""
+        from .data import build_dataset
 
-        device = resolve_device(spec.device)
+        if self._last is not None and self._last.spec is job.spec:
+            return self._last
+        spec = job.spec
         tune_malloc()  # before the first training step (exact; bench/allocator.py)
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        env = self._environment(device)
-        point_id = spec.config_hash()
+        env = self._environment(job.device)
         val_ds = build_dataset(spec.dataset, spec.clip, split="val", seed=0)
-        num_classes = val_ds.num_classes
-        base_cfg = {
-            "point_id": point_id,
+        meta = {
+            "point_id": job.point_id,
             "point": json.dumps(dict(spec.point), sort_keys=True),
             "dataset": spec.dataset.name,
-            "num_classes": num_classes,
+            "num_classes": val_ds.num_classes,
             "noise": getattr(spec.dataset, "noise", None),
             "camera": getattr(spec.dataset, "camera", None),
             "profile": spec.profile,
@@ -127,42 +168,16 @@ class Runner:
             **{k: env.get(k) for k in PROVENANCE_KEYS},
         }
         for knob, value in spec.point:
-            base_cfg.setdefault(knob, value)
-        for seed in spec.seeds:
-            for name in spec.models:
-                info = model_info(name)
-                meta = {
-                    "model": name, "family": info.family, "fusion_point": info.fusion_point,
-                    "order_aware": info.order_aware, "needs_flow": info.needs_flow, "seed": seed, **base_cfg,
-                }
-                if accuracy:  # (a DDP cost pass re-visits the models without moving the progress bar)
-                    self.emit("model_start", {"model": name, "seed": seed, "point_id": point_id})
-                model = None
-                if "accuracy" in spec.measurements and accuracy:
-                    model = self._accuracy(spec, name, meta, num_classes, val_ds, device, seed,
-                                           ceiling_for(spec.dataset.name, info.family))
-                if not costs:
-                    self.emit("model_end", {"model": name, "seed": seed})
-                    continue
-                train_clip_meta = {**meta, "frames": spec.clip.frames, "height": spec.clip.height,
-                                   "width": spec.clip.width, "backbone": spec.backbone}
-                self._costs(spec, name, train_clip_meta, "train", spec.clip, spec.backbone, num_classes, device,
-                            seed, model)
-                if spec.cost.enabled:
-                    c = spec.cost.clip
-                    cost_meta = {**meta, "frames": c.frames, "height": c.height, "width": c.width,
-                                 "backbone": spec.cost.backbone}
-                    self._costs(spec, name, cost_meta, "cost", c, spec.cost.backbone, num_classes, device, seed,
-                                None)
-                if accuracy:
-                    self.emit("model_end", {"model": name, "seed": seed})
-            self._latency_rounds(spec, device)  # every model's latency, in interleaved rounds
+            meta.setdefault(knob, value)
+        self._last = _Point(spec, val_ds, meta)
+        return self._last
 
     def _record(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         rec = self.store.append({"key": key, **record}) if self.writes else {"key": key, **record}
         if rec["status"] != "error":  # an error is retried by a resume; everything else is final
             self.done.add(key)
         self.summary.add(rec)
+        self._recent.append(rec)
         if rec.get("measurement") == "flops" and rec["status"] == "ok":
             self._flops[(rec.get("point_id"), rec.get("model"), rec.get("scale"))] = rec.get("gmacs")
         self.emit("record", rec)
@@ -194,91 +209,72 @@ class Runner:
         init = {"pretrained": spec.pretrained, "weights": spec.weights} if backbone == spec.backbone else {}
         return build_model(name, clip=clip, num_classes=num_classes, backbone=backbone, width=spec.width, **init)
 
-    def _accuracy(self, spec, name, meta, num_classes, val_ds, device, seed, ceiling) -> torch.nn.Module | None:
-        from .data import make_loader
-        from .train import train_and_evaluate
+    def _accuracy(self, job: Job, meta: dict[str, Any], point: _Point) -> torch.nn.Module | None:
+        """Train and evaluate the job's model into its accuracy record; returns the trained model (None when the
+        record exists already or training failed: the costs then build a fresh one)."""
+        from .data import ceiling_for
 
-        key = record_key(meta["point_id"], name, seed, "accuracy", "train", spec.train.batch_size)
-        holder: dict[str, Any] = {}
+        spec = job.spec
+        ceiling = ceiling_for(spec.dataset.name, meta["family"]) or {}
+        trained = None
 
         def fn() -> dict[str, Any]:
-            from .data import build_dataset, carve_stopping_split
-            from .measure import sample_efficiency, wilson_interval
+            from .train import train_and_evaluate
 
-            model = self._build(name, spec.clip, spec.backbone, spec, num_classes, seed)
-            # The stopping split comes out of the training data (never the reported split), same carve per seed.
-            # Fixed length (--epochs) stops on nothing: it trains on the whole training split, as it always did.
-            train_ds = build_dataset(spec.dataset, spec.clip, split="train", seed=seed)
-            fixed = spec.train.fixed_length
-            fit_ds, stop_ds = (train_ds, []) if fixed else carve_stopping_split(train_ds, spec.train.stop_fraction, seed)
-            train_loader = make_loader(spec.dataset, spec.clip, split="train", seed=seed, dataset=fit_ds,
-                                       batch_size=spec.train.batch_size, num_workers=spec.train.num_workers)
-            stop_loader = None if fixed else make_loader(spec.dataset, spec.clip, split="train", seed=seed,
-                                                         dataset=stop_ds, batch_size=max(spec.train.batch_size, 256),
-                                                         shuffle=False, num_workers=spec.train.num_workers)
-            val_loader = make_loader(spec.dataset, spec.clip, split="val", seed=seed,
-                                     batch_size=max(spec.train.batch_size, 256), shuffle=False,
-                                     num_workers=spec.train.num_workers,
-                                     video_index=not spec.dataset.is_synthetic)  # video-level accuracy
-            if self.ddp is not None:  # disjoint slices of the same global batches; eval shards gathered
-                train_loader = self.ddp.shard(train_loader, drop_short=True)
-                stop_loader = self.ddp.shard(stop_loader, drop_short=False) if stop_loader is not None else None
-                val_loader = self.ddp.shard(val_loader, drop_short=False)
-            top1_ceiling = (ceiling or {}).get("top1")
+            nonlocal trained
+            model = self._build(job.model, spec.clip, spec.backbone, spec, point.num_classes, job.seed)
+            split = _training_split(spec, job.seed)
+            loaders = self._loaders(spec, job.seed, split)
             res = train_and_evaluate(
-                model, train_loader, val_loader, spec=spec.train, seed=seed, device=device,
-                class_names=getattr(val_ds, "class_names", None),
-                class_attributes=getattr(val_ds, "class_attributes", None),
-                progress=lambda ev, info: self.emit(f"train_{ev}", {"model": name, **info}), ddp=self.ddp,
-                stop_loader=stop_loader, ceiling=top1_ceiling,
+                model, loaders["train"], loaders["val"], spec=spec.train, seed=job.seed, device=job.device,
+                class_names=getattr(point.val_ds, "class_names", None),
+                class_attributes=getattr(point.val_ds, "class_attributes", None),
+                progress=lambda ev, info: self.emit(f"train_{ev}", {"model": job.model, **info}), ddp=self.ddp,
+                stop_loader=loaders["stop"], ceiling=ceiling.get("top1"),
             )
-            holder["model"] = model
-            budget = res.steps if spec.train.fixed_length else spec.train.budget_steps  # the AUC's common range
-            out: dict[str, Any] = {
-                "status": res.status, "error": res.error, "epochs": spec.train.epochs, "epochs_run": res.epochs_run,
-                "train_time_s": res.train_time_s, "final_train_loss": res.final_train_loss,
-                "history": res.history, "lr": spec.train.lr,
-                "train_size": getattr(spec.dataset, "train_size", None),
-                "stop_reason": res.stop_reason, "converged": res.converged, "steps": res.steps,
-                "samples_seen": res.samples, "selected_step": res.selected_step,
-                "fit_n": len(fit_ds), "stop_n": len(stop_ds), "budget_steps": spec.train.budget_steps,
-                "patience": spec.train.patience, "eval_every": spec.train.eval_every,
-                "min_delta": spec.train.min_delta,
-                "train_step_gmacs": res.train_step_gmacs,
-                "train_gmacs": (res.train_gmacs_per_sample * res.samples
-                                if res.train_gmacs_per_sample is not None else None),
-                "learning_curve": json.dumps(res.curve, separators=(",", ":")),
-                **sample_efficiency(res.curve, top1_ceiling, budget),
-                **_data_facts(train_loader, val_loader),
-                **(res.flow_cache or {}),
-            }
-            for k, v in (ceiling or {}).items():
-                out[f"ceiling_{k}"] = v
-            if res.eval is not None:
-                k_right = round(res.eval.acc_top1 * res.eval.n)
-                lo, hi = wilson_interval(k_right, res.eval.n)
-                out.update({
-                    "acc_top1": res.eval.acc_top1, "val_loss": res.eval.val_loss, "val_n": res.eval.n,
-                    "acc_top1_lo": lo, "acc_top1_hi": hi, "val_correct": res.eval.correct,
-                    "per_class_acc": res.eval.per_class_acc, "video_acc_top1": res.eval.video_acc_top1,
-                    **{f"acc_{k}": v for k, v in res.eval.attribute_acc.items()},
-                })
-            return out
+            trained = model
+            return {**_training_values(spec, res, split, ceiling), **_data_facts(loaders["train"], loaders["val"]),
+                    **(res.flow_cache or {}), **{f"ceiling_{k}": v for k, v in ceiling.items()},
+                    **_eval_values(res.eval)}
 
         base = {**meta, "measurement": "accuracy", "scale": "train", "frames": spec.clip.frames,
                 "height": spec.clip.height, "width": spec.clip.width, "backbone": spec.backbone,
                 "batch_size": spec.train.batch_size, "ddp_world_size": self.ddp.world_size if self.ddp else 1}
-        self._attempt(key, base, fn)
-        return holder.get("model")
+        self._attempt(job.key("accuracy", "train", spec.train.batch_size), base, fn)
+        return trained
 
-    def _costs(self, spec, name, meta, scale, clip, backbone, num_classes, device, seed, model) -> None:
+    def _loaders(self, spec: RunSpec, seed: int, split: tuple[Any, list]) -> dict[str, Any]:
+        """Training, stopping (None at a fixed length) and validation loaders; under DDP each rank's shard."""
+        from .data import make_loader
+
+        fit_ds, stop_ds = split
+        tr = spec.train
+        eval_batch = max(tr.batch_size, 256)
+        loaders = {
+            "train": make_loader(spec.dataset, spec.clip, split="train", seed=seed, dataset=fit_ds,
+                                 batch_size=tr.batch_size, num_workers=tr.num_workers),
+            "stop": None if tr.fixed_length else make_loader(spec.dataset, spec.clip, split="train", seed=seed,
+                                                             dataset=stop_ds, batch_size=eval_batch, shuffle=False,
+                                                             num_workers=tr.num_workers),
+            "val": make_loader(spec.dataset, spec.clip, split="val", seed=seed, batch_size=eval_batch, shuffle=False,
+                               num_workers=tr.num_workers,
+                               video_index=not spec.dataset.is_synthetic),  # video-level accuracy
+        }
+        if self.ddp is not None:  # disjoint slices of the same global batches; eval shards gathered
+            loaders = {k: None if ld is None else self.ddp.shard(ld, drop_short=k == "train")
+                       for k, ld in loaders.items()}
+        return loaders
+
+    def _costs(self, job: Job, meta: dict[str, Any], scale: str, clip: ClipSpec, backbone: str, num_classes: int,
+               model: torch.nn.Module | None) -> None:
         """Every measurement of the table (bench/measurements.py) but the trained one, at this clip scale."""
+        spec = job.spec
         wanted = [m for m in measurements.measurements()
                   if m.how != "train" and m.name in spec.measurements and scale in m.scales]
         planned = [(m, b) for m in wanted for b in m.batches(spec, scale)]
         if not planned:
             return
-        keys = {(m.name, b): record_key(meta["point_id"], name, seed, m.name, scale, b) for m, b in planned}
+        keys = {(m.name, b): job.key(m.name, scale, b) for m, b in planned}
         if all(k in self.done for k in keys.values()):  # nothing to do: don't even build the model
             self.summary.skipped += len(keys)
             return
@@ -286,10 +282,11 @@ class Runner:
 
         def get_model():
             if built["model"] is None:
-                built["model"] = self._build(name, clip, backbone, spec, num_classes, seed)
-            return built["model"].to(device).eval()
+                built["model"] = self._build(job.model, clip, backbone, spec, num_classes, job.seed)
+            return built["model"].to(job.device).eval()
 
-        base = {**meta, "scale": scale, "measured_under_ddp": False}  # costs: one process, after any DDP group
+        base = {**meta, "frames": clip.frames, "height": clip.height, "width": clip.width, "backbone": backbone,
+                "scale": scale, "measured_under_ddp": False}  # costs: one process, after any DDP group
         for m, b in planned:
             key, rec = keys[(m.name, b)], {**base, "measurement": m.name, "batch_size": b}
             if m.how == "rounds":  # deferred: measured with the other models' latencies, round by round
@@ -297,34 +294,37 @@ class Runner:
                     self.summary.skipped += 1
                     self.emit("skip", {"key": key})
                 else:
-                    self._latency_pending.append(dict(key=key, base=rec, get_model=get_model, clip=clip, batch=b,
-                                                      meta=meta, scale=scale))
+                    self._latency_pending.append({"key": key, "base": rec, "get_model": get_model, "clip": clip,
+                                                  "batch": b})
                 continue
-            ctx = measurements.Context(spec=spec, scale=scale, clip=clip, batch=b, device=device, model=get_model)
+            ctx = measurements.Context(spec=spec, scale=scale, clip=clip, batch=b, device=job.device, model=get_model)
             self._attempt(key, rec, lambda m=m, ctx=ctx: m.run(ctx))
 
-    def _latency_rounds(self, spec, device) -> None:
-        """Measure the pending latencies in interleaved rounds (``bench.measure.rounds``), then record each."""
+    def _latency_rounds(self, job: Job) -> list[dict[str, Any]]:
+        """Measure the pending latencies (of ``job``'s point and seed) in interleaved rounds
+        (``bench.measure.rounds``), then record each; returns the records."""
         pending, self._latency_pending = self._latency_pending, []
+        self._recent = []
         if not pending:
-            return
-        m = spec.measure
+            return self._recent
+        m, device = job.spec.measure, job.device
         kw = dict(device=device, warmup_s=m.warmup_s, min_samples=m.min_samples, max_time_s=m.max_time_s,
                   amp=m.amp, channels_last=m.channels_last, compile=m.compile)
-        jobs = []
+        timed = []
         for i, p in enumerate(pending):
             x = p["clip"].dummy(p["batch"], device=device)
-            jobs.append(LatencyJob(str(i), p["get_model"], x, kw))
-            if p["meta"].get("needs_flow"):  # the flow stage alone, in the same rounds as its model
-                jobs.append(LatencyJob(f"{i}:flow", lambda g=p["get_model"]: getattr(g(), "flow", None), x, kw))
-        names = {str(i): p["meta"]["model"] for i, p in enumerate(pending)}
-        results = {r.name: r for r in measure_rounds(jobs, progress=lambda ev, info: self.emit(
+            timed.append(LatencyJob(str(i), p["get_model"], x, kw))
+            if p["base"].get("needs_flow"):  # the flow stage alone, in the same rounds as its model
+                timed.append(LatencyJob(f"{i}:flow", lambda g=p["get_model"]: getattr(g(), "flow", None), x, kw))
+        names = {str(i): p["base"]["model"] for i, p in enumerate(pending)}
+        results = {r.name: r for r in measure_rounds(timed, progress=lambda ev, info: self.emit(
             f"latency_{ev}", {**info, "model": names.get(info["job"].split(":")[0], info["job"])}))}
         for i, p in enumerate(pending):
             self._attempt(p["key"], p["base"], lambda i=i, p=p: self._latency(
-                results[str(i)], results.get(f"{i}:flow"), p["batch"], device, p["meta"], p["scale"]))
+                results[str(i)], results.get(f"{i}:flow"), p["batch"], device, p["base"]))
+        return self._recent
 
-    def _latency(self, res, flow_res, batch, device, meta, scale) -> dict[str, Any]:
+    def _latency(self, res, flow_res, batch: int, device: str, rec: dict[str, Any]) -> dict[str, Any]:
         if res.error is not None:
             raise res.error
         out = res.as_dict()
@@ -337,7 +337,7 @@ class Runner:
                 (res.timing_quality, res.timing_reason), (flow_res.timing_quality, flow_res.timing_reason, "flow stage"))
         elif flow_res is not None and flow_res.error is not None:
             raise flow_res.error
-        gmacs = self._flops.get((meta["point_id"], meta["model"], scale))
+        gmacs = self._flops.get((rec["point_id"], rec["model"], rec["scale"]))
         peak = self._matmul_peak(device)
         out["matmul_peak_gflops_s"] = peak
         if gmacs is not None and p50:
@@ -345,6 +345,67 @@ class Runner:
             out["achieved_gflops_s"] = achieved
             out["peak_fraction"] = achieved / peak if peak and peak == peak else None
         return out
+
+
+@dataclass
+class _Point:
+    """The parts of one point its jobs share (``Runner._point``)."""
+
+    spec: RunSpec
+    val_ds: Any
+    meta: dict[str, Any]  # the record fields of the point: point_id, dataset, config, provenance, knobs
+
+    @property
+    def num_classes(self) -> int:
+        return self.val_ds.num_classes
+
+
+def _training_split(spec: RunSpec, seed: int) -> tuple[Any, list]:
+    """(fit, stopping) datasets. The stopping split comes out of the training data (never the reported split),
+    the same carve per seed; a fixed length (--epochs) stops on nothing and trains on the whole training split."""
+    from .data import build_dataset, carve_stopping_split
+
+    train_ds = build_dataset(spec.dataset, spec.clip, split="train", seed=seed)
+    if spec.train.fixed_length:
+        return train_ds, []
+    return carve_stopping_split(train_ds, spec.train.stop_fraction, seed)
+
+
+def _training_values(spec: RunSpec, res: Any, split: tuple[Any, list], ceiling: dict[str, float]) -> dict[str, Any]:
+    """The accuracy record's protocol, training and sample-efficiency fields (``res``: a ``TrainResult``)."""
+    from .measure import sample_efficiency
+
+    tr = spec.train
+    budget = res.steps if tr.fixed_length else tr.budget_steps  # the AUC's common range
+    return {
+        "status": res.status, "error": res.error, "epochs": tr.epochs, "epochs_run": res.epochs_run,
+        "train_time_s": res.train_time_s, "final_train_loss": res.final_train_loss,
+        "history": res.history, "lr": tr.lr,
+        "train_size": getattr(spec.dataset, "train_size", None),
+        "stop_reason": res.stop_reason, "converged": res.converged, "steps": res.steps,
+        "samples_seen": res.samples, "selected_step": res.selected_step,
+        "fit_n": len(split[0]), "stop_n": len(split[1]), "budget_steps": tr.budget_steps,
+        "patience": tr.patience, "eval_every": tr.eval_every, "min_delta": tr.min_delta,
+        "train_step_gmacs": res.train_step_gmacs,
+        "train_gmacs": (res.train_gmacs_per_sample * res.samples if res.train_gmacs_per_sample is not None else None),
+        "learning_curve": json.dumps(res.curve, separators=(",", ":")),
+        **sample_efficiency(res.curve, ceiling.get("top1"), budget),
+    }
+
+
+def _eval_values(ev: Any) -> dict[str, Any]:
+    """The accuracy record's validation fields (``ev``: the ``EvalResult``, None when training failed)."""
+    from .measure import wilson_interval
+
+    if ev is None:
+        return {}
+    lo, hi = wilson_interval(round(ev.acc_top1 * ev.n), ev.n)
+    return {
+        "acc_top1": ev.acc_top1, "val_loss": ev.val_loss, "val_n": ev.n,
+        "acc_top1_lo": lo, "acc_top1_hi": hi, "val_correct": ev.correct,
+        "per_class_acc": ev.per_class_acc, "video_acc_top1": ev.video_acc_top1,
+        **{f"acc_{k}": v for k, v in ev.attribute_acc.items()},
+    }
 
 
 def _data_facts(*loaders) -> dict[str, Any]:

@@ -326,6 +326,3 @@ def _load_weights(model: nn.Module, path: str, label: str) -> None:
     if not shaped:
         raise ValueError(f"backbone {label}: no tensor in {path} matches the model's state dict (wrong file?)")
     model.load_state_dict(shaped, strict=False)
-
-
-BackboneFactory = Callable[..., Backbone]

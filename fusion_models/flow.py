@@ -355,23 +355,24 @@ class HornSchunck(nn.Module):
     # ----------------------------------------------------------------------------------------- analysis
     def energy(self, clip: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """Single-scale discrete energy E(u, v) (module docstring) of ``flow [B, T-1, 2, H, W]`` -> ``[B, T-1]``."""
-        gray = self.gray(clip)
-        b, t, _, h, w = clip.shape
-        frames = gray.view(b, t, h, w)
-        d = self.derivatives(frames[:, :-1].reshape(-1, 1, h, w), frames[:, 1:].reshape(-1, 1, h, w))
-        f = flow.reshape(-1, 2, h, w).to(d.dtype)
+        d, f = self._pairs(clip, flow)
         data = (d[:, 0:1] * f[:, 0:1] + d[:, 1:2] * f[:, 1:2] + d[:, 2:3]).square().sum((1, 2, 3))
         smooth = (f * (f - self.average(f))).sum((1, 2, 3))
-        return (data + self.alpha2 * smooth).view(b, t - 1)
+        return (data + self.alpha2 * smooth).view(clip.shape[0], clip.shape[1] - 1)
 
     def residual(self, clip: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """Flow-constraint residual ``Ix u + Iy v + It`` (single scale) ``-> [B, T-1, H, W]``."""
-        gray = self.gray(clip)
+        d, f = self._pairs(clip, flow)
         b, t, _, h, w = clip.shape
-        frames = gray.view(b, t, h, w)
-        d = self.derivatives(frames[:, :-1].reshape(-1, 1, h, w), frames[:, 1:].reshape(-1, 1, h, w))
-        f = flow.reshape(-1, 2, h, w).to(d.dtype)
         return (d[:, 0] * f[:, 0] + d[:, 1] * f[:, 1] + d[:, 2]).view(b, t - 1, h, w)
+
+    def _pairs(self, clip: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Derivatives ``[Ix, Iy, It]`` of every consecutive frame pair ``[B(T-1), 3, H, W]`` and the flow of each
+        pair ``[B(T-1), 2, H, W]``, in the derivatives' dtype."""
+        b, t, _, h, w = clip.shape
+        frames = self.gray(clip).view(b, t, h, w)
+        d = self.derivatives(frames[:, :-1].reshape(-1, 1, h, w), frames[:, 1:].reshape(-1, 1, h, w))
+        return d, flow.reshape(-1, 2, h, w).to(d.dtype)
 
     def conv_macs(self, frames: int, height: int, width: int, channels: int = 3) -> int:
         """Convolution multiply-accumulates of one clip ``[1, T, C, H, W]``, as FLOP counters count them."""

@@ -82,66 +82,127 @@ def build_report(
     if raw.empty:
         raise ValueError(f"run {', '.join(run_ids)} has no records yet; nothing to report")
     metas = {p.name: RunStore(p.parent, p.name).read_meta() for p in paths}
-
     out_dir = Path(out_root) / report_dir_name(run_ids)
-    fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
-    for d in (fig_dir, tab_dir):
+    for d in (out_dir / "figures", out_dir / "tables"):
         d.mkdir(parents=True, exist_ok=True)
         for stale in [p for ext in ("png", "pdf", "svg", "csv", "tex") for p in d.glob(f"*.{ext}")]:  # a rebuilt report never shows old figures
             stale.unlink()
 
     df = T.prepare(raw)
-    main = T.main_table(df)
-    notes: list[str] = []
-    tables: dict[str, Path] = {}
-    figs: dict[str, Path] = {}
+    r = _Report(out_dir=out_dir, df=df, main=T.main_table(df), dpi=dpi, include_flagged=include_flagged)
+    r.save_table("main", r.main)
+    r.save_table("compact", paper.compact_numeric(r.main))
+    failures = r.save_table("failures", T.failures_table(df))
+    ceilings = r.save_table("ceilings", T.ceiling_table(r.main))
 
-    def save_table(name: str, table: pd.DataFrame) -> Path:
-        path = tab_dir / f"{name}.csv"
-        paper.csv_table(table).to_csv(path, index=False)  # rounded, accuracies in %
-        tables[name] = path
-        return path
-
-    save_table("main", main)
-    compact = paper.compact_numeric(main)
-    save_table("compact", compact)
-    failures = T.failures_table(df)
-    save_table("failures", failures)
-    ceilings = T.ceiling_table(main)
-    save_table("ceilings", ceilings)
-
-    scales = main.attrs["scales"]
-    blocks: list[Block] = []
     title = f"fusionbench report — {', '.join(run_ids)}"
-    blocks.append(Block("h1", title))
-    blocks.append(Block("note", f"Generated {now_iso()} from {len(raw)} records of "
-                                f"{len(run_ids)} run{'s' if len(run_ids) > 1 else ''} under `{results_root}`."))
+    _header(r, title, raw, metas, results_root)
+    _summary(r, failures)
+    from .claims import claims_blocks  # a `bench study` run's verdicts (bench/report/claims.py); none otherwise
+
+    for rid, meta in metas.items():
+        r.blocks += claims_blocks(meta, raw[raw["run_id"] == rid], r.fig_dir, r.save_table, r.figs, dpi)
+    _main_tables(r)
+    _pareto(r)
+    _ceilings(r, ceilings)
+    _sample_efficiency(r)
+    _params_vs_frames(r)
+    _flow_split(r)
+    _ablations(r)
+    _failures(r, failures, several=len(run_ids) > 1)
+    r.blocks.append(Block("h2", "Environment and provenance"))
+    for rid, meta in metas.items():
+        r.blocks += _environment_blocks(rid, meta, df[df["run_id"] == rid], several=len(run_ids) > 1)
+    if r.notes:
+        r.blocks += [Block("h2", "Notes"), Block("list", items=r.notes)]
+    r.blocks += [Block("h2", "Files"), Block("list", items=[f"`{p.relative_to(out_dir).as_posix()}`"
+                                                            for p in [*r.tables.values(), *r.figs.values()]])]
+
+    md_path = html_path = tex_path = None
+    if "tex" in formats:
+        tex_path = _write_latex(out_dir, r.main, r.figs, r.blocks, title, metas)
+        r.tables["main_tex"] = out_dir / "tables" / "main.tex"
+    if "md" in formats:
+        md_path = out_dir / "report.md"
+        md_path.write_text(render_markdown(r.blocks, out_dir), encoding="utf-8")
+    if "html" in formats:
+        html_path = out_dir / "report.html"
+        html_path.write_text(render_html(r.blocks, title), encoding="utf-8")
+    return ReportResult(run_ids=run_ids, out_dir=out_dir, markdown=md_path, html=html_path, tables=r.tables,
+                        figures=r.figs, main_table=r.main, notes=r.notes, latex=tex_path)
+
+
+# ------------------------------------------------------------------------------------------ sections
+@dataclass
+class _Report:
+    """A report being built: its tables and records, and what the sections add (blocks, CSVs, figures, notes)."""
+
+    out_dir: Path
+    df: pd.DataFrame     # T.prepare of the records
+    main: pd.DataFrame   # T.main_table
+    dpi: int
+    include_flagged: bool
+    blocks: list[Block] = field(default_factory=list)
+    tables: dict[str, Path] = field(default_factory=dict)
+    figs: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fig_dir(self) -> Path:
+        return self.out_dir / "figures"
+
+    @property
+    def scales(self) -> dict[str, str]:
+        return self.main.attrs["scales"]
+
+    def save_table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """``tables/<name>.csv`` (rounded, accuracies in %); returns ``table``."""
+        path = self.out_dir / "tables" / f"{name}.csv"
+        paper.csv_table(table).to_csv(path, index=False)
+        self.tables[name] = path
+        return table
+
+    def figure(self, name: str, path: Path | None, heading: str | None, text: str, level: str = "h2") -> bool:
+        """A figure that was drawn (``path``), under ``heading``; False (and nothing added) when none was."""
+        if not path:
+            return False
+        self.figs[name] = path
+        if heading is not None:
+            self.blocks.append(Block(level, heading))
+        self.blocks.append(Block("figure", path=path, text=text))
+        return True
+
+
+def _header(r: _Report, title: str, raw: pd.DataFrame, metas: dict[str, dict], results_root: str | Path) -> None:
+    n = len(metas)
+    r.blocks.append(Block("h1", title))
+    r.blocks.append(Block("note", f"Generated {now_iso()} from {len(raw)} records of "
+                                  f"{n} run{'s' if n > 1 else ''} under `{results_root}`."))
     for rid, meta in metas.items():
         status = meta.get("status")
         if status and status != "complete":
-            blocks.append(Block("warn", f"run `{rid}` is **{status}**: its results are partial"
-                                        + (f"; resume it with `bench run --resume {rid} --out {results_root}`."
-                                           if status in ("interrupted", "failed") else ".")))
+            r.blocks.append(Block("warn", f"run `{rid}` is **{status}**: its results are partial"
+                                          + (f"; resume it with `bench run --resume {rid} --out {results_root}`."
+                                             if status in ("interrupted", "failed") else ".")))
     for msg in raw.attrs.get("read_problems", []):  # unreadable lines, duplicate keys (resolved to one record)
-        blocks.append(Block("warn", msg))
+        r.blocks.append(Block("warn", msg))
 
-    # ---- summary
-    blocks.append(Block("h2", "Summary"))
-    blocks.append(Block("list", items=_findings(main, failures, scales) + EF.accuracy_findings(df) + _latency_quality(df)
-                        + _timing_flags(df, include_flagged)))
+
+def _summary(r: _Report, failures: pd.DataFrame) -> None:
+    df = r.df
+    r.blocks.append(Block("h2", "Summary"))
+    r.blocks.append(Block("list", items=_findings(r.main, failures, r.scales) + EF.accuracy_findings(df)
+                          + _latency_quality(df) + _timing_flags(df, r.include_flagged)))
     flagged = T.flagged_latency(df)
     if not flagged.empty:
-        save_table("flagged_latency", flagged)
+        r.save_table("flagged_latency", flagged)
 
-    # ---- claims: a `bench study` run's verdicts (bench/report/claims.py); nothing for an ordinary run
-    from .claims import claims_blocks
 
-    for rid, meta in metas.items():
-        blocks += claims_blocks(meta, raw[raw["run_id"] == rid], fig_dir, save_table, figs, dpi)
-
-    # ---- main table: the compact one first, every column in "Full table" below and in tables/main.csv
-    blocks.append(Block("h2", "Main table"))
-    disp = display_main_table(main, T.failed_cells(df))
+def _main_tables(r: _Report) -> None:
+    """The compact main table first, every column in "Full table" below (and in tables/main.csv)."""
+    main, scales = r.main, r.scales
+    r.blocks.append(Block("h2", "Main table"))
+    disp = display_main_table(main, T.failed_cells(r.df))
     cost_at = paper.cost_prefix(main)
     legend = [f"**{p}** = {lab}" for p, lab in scales.items()]
     ci_note = ("Accuracy: mean over seeds ± half-width of the 95 % Student-t interval; a model with one seed has no "
@@ -150,13 +211,13 @@ def build_report(
                     "(the clips' sampling error, not seed-to-seed variation: run more seeds, `--seeds 0,1,2`, for that)."
                if main.get("acc_top1_lo", pd.Series(dtype=float)).notna().any()
                else "Accuracy: one seed per model, so no confidence interval can be given; run more seeds (`--seeds 0,1,2`).")
-    blocks.append(Block("table", table=paper.compact_display(disp, cost_at), text=" ".join([
+    r.blocks.append(Block("table", table=paper.compact_display(disp, cost_at), text=" ".join([
         f"Accuracy on the {scales.get('train', 'training clip')}; GMACs, parameters, latency and peak memory at the "
         f"{scales[cost_at]} (medians over seeds)." if cost_at else "Accuracy on the training clip.", ci_note,
         "OOM/ERROR mark a failed measurement. Every column (ceilings, p90, throughput, both clips): the full table "
         "below and `tables/main.csv`; this table's numbers: `tables/compact.csv`."])))
-    blocks.append(Block("h2", "Full table"))
-    blocks.append(Block("table", table=disp, text=" ".join([
+    r.blocks.append(Block("h2", "Full table"))
+    r.blocks.append(Block("table", table=disp, text=" ".join([
         "Accuracy is measured on the training clip; costs at each scale are medians over seeds.",
         "Column groups: " + "; ".join(legend) + "." if legend else "",
         ci_note, "Ceiling: Bayes-optimal top-1 of the model's family on this dataset (an upper bound implied by "
@@ -165,144 +226,118 @@ def build_report(
         "cores (see the summary and `tables/flagged_latency.csv`). Raw numbers: "
         "`tables/main.csv`."])))
 
-    # ---- accuracy vs cost
+
+def _pareto(r: _Report) -> None:
+    """Accuracy against cost at the deployment clip (the training clip when there is none)."""
+    main, scales = r.main, r.scales
     prefix = "deploy" if "deploy" in scales else "train" if "train" in scales else None
-    if prefix:
-        path = F.pareto_figure(main, fig_dir / "pareto.png", prefix=prefix, clip_label=scales[prefix], dpi=dpi,
-                               include_flagged=include_flagged)
-        if path:
-            figs["pareto"] = path
-            blocks.append(Block("h2", "Accuracy vs cost"))
-            blocks.append(Block("figure", path=path, text=(
-                f"Top-1 accuracy (training clip, {_acc_claim(main)}) against GMACs and batch-"
-                f"{_batch(main, prefix, 'latency_ms_p50')} latency p50 at the {scales[prefix]}. Dashed step: "
-                "Pareto front (no model is both cheaper and more accurate); dotted lines: each family's Bayes ceiling."
-                + ("" if include_flagged else " Hollow markers: latency flagged noisy/contended, left off the latency "
-                   "front (`bench report --include-flagged` puts them back)."))))
-            front = _front_lists(main, prefix, include_flagged)
-            if front:
-                blocks.append(Block("list", items=front))
+    if not prefix:
+        return
+    path = F.pareto_figure(main, r.fig_dir / "pareto.png", prefix=prefix, clip_label=scales[prefix], dpi=r.dpi,
+                           include_flagged=r.include_flagged)
+    if r.figure("pareto", path, "Accuracy vs cost", text=(
+            f"Top-1 accuracy (training clip, {_acc_claim(main)}) against GMACs and batch-"
+            f"{_batch(main, prefix, 'latency_ms_p50')} latency p50 at the {scales[prefix]}. Dashed step: "
+            "Pareto front (no model is both cheaper and more accurate); dotted lines: each family's Bayes ceiling."
+            + ("" if r.include_flagged else " Hollow markers: latency flagged noisy/contended, left off the latency "
+               "front (`bench report --include-flagged` puts them back)."))):
+        front = _front_lists(main, prefix, r.include_flagged)
+        if front:
+            r.blocks.append(Block("list", items=front))
 
-    # ---- ceilings
-    chance = _chance(df)
-    path = F.ceiling_figure(main, fig_dir / "ceilings.png", chance=chance, dpi=dpi)
-    if path:
-        figs["ceilings"] = path
-        blocks.append(Block("h2", "Accuracy against the Bayes ceiling"))
-        blocks.append(Block("figure", path=path, text=(
-            f"Per model: measured accuracy (bars, family colour; top-1, {_acc_claim(main)}) and the Bayes ceiling of its "
-            "family (black tick). Shape and direction are the two attributes of a synthetic class: single-frame "
-            "models can read the shape but not the direction, order-invariant models the axis but not the sign.")))
-        if not ceilings.empty:
-            ct = ceilings.copy()
-            for c in ("ceiling_top1", "ceiling_shape", "ceiling_direction", "best_acc_top1", "mean_acc_top1",
-                      "gap_to_ceiling"):
-                if c in ct:
-                    ct[c] = [fmt_pct(v) for v in ct[c]]
-            ct.columns = [c.replace("_", " ") + (" (%)" if c.startswith(("ceiling", "best_acc", "mean_acc", "gap"))
-                                                  else "") for c in ct.columns]
-            blocks.append(Block("table", table=ct))
 
-    # ---- sample efficiency: the plateau protocol's learning curves (bench/report/efficiency.py)
-    eff = EF.efficiency_table(df)
-    if not eff.empty:
-        save_table("sample_efficiency", eff)
-        blocks.append(Block("h2", "Training to a plateau: sample efficiency"))
-        path = EF.efficiency_figure(df, fig_dir / "sample_efficiency.png", dpi=dpi)
-        if path:
-            figs["sample_efficiency"] = path
-            blocks.append(Block("figure", path=path, text=EF.FIGURE_TEXT))
-        blocks.append(Block("table", table=EF.display_table(eff)))
+def _ceilings(r: _Report, ceilings: pd.DataFrame) -> None:
+    path = F.ceiling_figure(r.main, r.fig_dir / "ceilings.png", chance=_chance(r.df), dpi=r.dpi)
+    if not r.figure("ceilings", path, "Accuracy against the Bayes ceiling", text=(
+            f"Per model: measured accuracy (bars, family colour; top-1, {_acc_claim(r.main)}) and the Bayes ceiling "
+            "of its family (black tick). Shape and direction are the two attributes of a synthetic class: "
+            "single-frame models can read the shape but not the direction, order-invariant models the axis but not "
+            "the sign.")):
+        return
+    if not ceilings.empty:
+        ct = ceilings.copy()
+        for c in ("ceiling_top1", "ceiling_shape", "ceiling_direction", "best_acc_top1", "mean_acc_top1",
+                  "gap_to_ceiling"):
+            if c in ct:
+                ct[c] = [fmt_pct(v) for v in ct[c]]
+        ct.columns = [c.replace("_", " ") + (" (%)" if c.startswith(("ceiling", "best_acc", "mean_acc", "gap"))
+                                              else "") for c in ct.columns]
+        r.blocks.append(Block("table", table=ct))
 
-    # ---- params vs T
+
+def _sample_efficiency(r: _Report) -> None:
+    """The plateau protocol's learning curves (bench/report/efficiency.py)."""
+    eff = EF.efficiency_table(r.df)
+    if eff.empty:
+        return
+    r.save_table("sample_efficiency", eff)
+    r.blocks.append(Block("h2", "Training to a plateau: sample efficiency"))
+    r.figure("sample_efficiency", EF.efficiency_figure(r.df, r.fig_dir / "sample_efficiency.png", dpi=r.dpi), None,
+             text=EF.FIGURE_TEXT)
+    r.blocks.append(Block("table", table=EF.display_table(eff)))
+
+
+def _params_vs_frames(r: _Report) -> None:
     try:
-        pvt, source = param_sweep.params_vs_frames(df)
+        pvt, source = param_sweep.params_vs_frames(r.df)
     except Exception as exc:  # noqa: BLE001 - a figure we cannot compute is a note, never a failed report
         pvt, source = pd.DataFrame(), "built"
-        notes.append(f"params vs T not computed: {type(exc).__name__}: {exc}")
-    if not pvt.empty:
-        save_table("params_vs_frames", pvt)
-        errs = pvt[pvt.get("error", pd.Series("", index=pvt.index)).fillna("").astype(bool)] if "error" in pvt else pvt.iloc[0:0]
-        for _, e in errs.drop_duplicates("model").iterrows():
-            notes.append(f"params vs T: {e['model'] or 'models'} not built ({e['error']})")
+        r.notes.append(f"params vs T not computed: {type(exc).__name__}: {exc}")
+    if pvt.empty:
+        return
+    r.save_table("params_vs_frames", pvt)
+    errs = pvt[pvt.get("error", pd.Series("", index=pvt.index)).fillna("").astype(bool)] if "error" in pvt else pvt.iloc[0:0]
+    for _, e in errs.drop_duplicates("model").iterrows():
+        r.notes.append(f"params vs T: {e['model'] or 'models'} not built ({e['error']})")
     source_note = ("from the ablation over frames" if source == "ablation"
                    else f"computed by building each model at T ∈ {{{','.join(map(str, param_sweep.PARAM_FRAMES))}}}")
-    path = F.params_figure(pvt, fig_dir / "params_vs_frames.png", source_note=source_note, dpi=dpi) if not pvt.empty else None
-    if path:
-        figs["params_vs_frames"] = path
-        blocks.append(Block("h2", "Parameters vs clip length"))
-        blocks.append(Block("figure", path=path, text=(
-            f"Total and first-convolution parameters against T ({source_note}). Early fusion stacks the T frames "
-            "as 3T input channels of the first convolution, so its first conv grows linearly with T while models "
-            "that share one per-frame encoder stay flat; models with identical curves are drawn as one dashed line.")))
+    path = F.params_figure(pvt, r.fig_dir / "params_vs_frames.png", source_note=source_note, dpi=r.dpi)
+    r.figure("params_vs_frames", path, "Parameters vs clip length", text=(
+        f"Total and first-convolution parameters against T ({source_note}). Early fusion stacks the T frames "
+        "as 3T input channels of the first convolution, so its first conv grows linearly with T while models "
+        "that share one per-frame encoder stay flat; models with identical curves are drawn as one dashed line."))
 
-    # ---- flow split
-    flow = T.flow_split_table(df)
-    if not flow.empty:
-        save_table("flow_split", flow)
-        path = F.flow_figure(flow, fig_dir / "flow_split.png", scale_labels=scales, dpi=dpi)
-        if path:
-            figs["flow_split"] = path
-            blocks.append(Block("h2", "Two-stream latency: optical flow vs network"))
-            blocks.append(Block("figure", path=path, text=(
-                "Median latency of models that compute optical flow in their forward pass, split into the flow "
-                "stage (timed alone) and the rest of the network; the label gives the total and the flow share. "
-                "The two are timed in the same interleaved rounds but separately, so on a noisy machine the share can "
-                "exceed 100 %; (noisy) / (contended) mark a flagged timing.")))
 
-    # ---- ablations
-    knobs = T.varied_knobs(df)
+def _flow_split(r: _Report) -> None:
+    flow = T.flow_split_table(r.df)
+    if flow.empty:
+        return
+    r.save_table("flow_split", flow)
+    path = F.flow_figure(flow, r.fig_dir / "flow_split.png", scale_labels=r.scales, dpi=r.dpi)
+    r.figure("flow_split", path, "Two-stream latency: optical flow vs network", text=(
+        "Median latency of models that compute optical flow in their forward pass, split into the flow "
+        "stage (timed alone) and the rest of the network; the label gives the total and the flow share. "
+        "The two are timed in the same interleaved rounds but separately, so on a noisy machine the share can "
+        "exceed 100 %; (noisy) / (contended) mark a flagged timing."))
+
+
+def _ablations(r: _Report) -> None:
+    knobs = T.varied_knobs(r.df)
     if knobs:
-        blocks.append(Block("h2", "Ablations"))
+        r.blocks.append(Block("h2", "Ablations"))
     metric_labels = {c: lab for c, _, lab in T.ablation_metrics()}
     for knob, values in knobs.items():
-        abl = T.ablation_table(df, knob)
+        abl = T.ablation_table(r.df, knob)
         if abl.empty:
             continue
-        save_table(f"ablation_{knob}", abl)
-        path = F.ablation_figure(abl, knob, fig_dir / f"ablation_{knob}.png", metric_labels=metric_labels,
-                                 scale_labels=scales, dpi=dpi)
-        if path:
-            figs[f"ablation_{knob}"] = path
-            blocks.append(Block("h3", f"{knob} ∈ {{{', '.join(str(v) for v in values)}}}"))
-            blocks.append(Block("figure", path=path, text=(
-                f"Each metric against {knob}, one line per model (colour = family). Accuracy: {_acc_claim(abl)}; latency "
-                f"and memory at the smallest batch measured; a red ring marks a latency flagged "
-                f"noisy/contended. Data: `tables/ablation_{knob}.csv`.")))
+        r.save_table(f"ablation_{knob}", abl)
+        path = F.ablation_figure(abl, knob, r.fig_dir / f"ablation_{knob}.png", metric_labels=metric_labels,
+                                 scale_labels=r.scales, dpi=r.dpi)
+        r.figure(f"ablation_{knob}", path, f"{knob} ∈ {{{', '.join(str(v) for v in values)}}}", level="h3", text=(
+            f"Each metric against {knob}, one line per model (colour = family). Accuracy: {_acc_claim(abl)}; latency "
+            f"and memory at the smallest batch measured; a red ring marks a latency flagged "
+            f"noisy/contended. Data: `tables/ablation_{knob}.csv`."))
 
-    # ---- failures
-    blocks.append(Block("h2", "Failed measurements"))
+
+def _failures(r: _Report, failures: pd.DataFrame, *, several: bool) -> None:
+    r.blocks.append(Block("h2", "Failed measurements"))
     if failures.empty:
-        blocks.append(Block("p", "None: every measurement finished with status ok."))
+        r.blocks.append(Block("p", "None: every measurement finished with status ok."))
     else:
-        blocks.append(Block("table", table=_failures_by_seed(failures, several=len(run_ids) > 1),
-                            text="Records whose status is not ok (seeds that failed the same way share a row); they "
-                                 "are absent from the figures, not dropped silently. `tables/failures.csv` holds one "
-                                 "row per record."))
-
-    # ---- environment
-    blocks.append(Block("h2", "Environment and provenance"))
-    for rid, meta in metas.items():
-        blocks += _environment_blocks(rid, meta, df[df["run_id"] == rid], several=len(run_ids) > 1)
-
-    if notes:
-        blocks.append(Block("h2", "Notes"))
-        blocks.append(Block("list", items=notes))
-    blocks.append(Block("h2", "Files"))
-    blocks.append(Block("list", items=[f"`{p.relative_to(out_dir).as_posix()}`" for p in [*tables.values(), *figs.values()]]))
-
-    md_path = html_path = tex_path = None
-    if "tex" in formats:
-        tex_path = _write_latex(out_dir, main, figs, blocks, title, metas)
-        tables["main_tex"] = out_dir / "tables" / "main.tex"
-    if "md" in formats:
-        md_path = out_dir / "report.md"
-        md_path.write_text(render_markdown(blocks, out_dir), encoding="utf-8")
-    if "html" in formats:
-        html_path = out_dir / "report.html"
-        html_path.write_text(render_html(blocks, title), encoding="utf-8")
-    return ReportResult(run_ids=run_ids, out_dir=out_dir, markdown=md_path, html=html_path, tables=tables,
-                        figures=figs, main_table=main, notes=notes, latex=tex_path)
+        r.blocks.append(Block("table", table=_failures_by_seed(failures, several=several),
+                              text="Records whose status is not ok (seeds that failed the same way share a row); they "
+                                   "are absent from the figures, not dropped silently. `tables/failures.csv` holds one "
+                                   "row per record."))
 
 
 def _write_latex(out_dir: Path, main: pd.DataFrame, figs: dict[str, Path], blocks: list[Block], title: str,

@@ -78,7 +78,7 @@ def _experiment_text(claim, levels: list[tuple[str, str]], seeds: Any, clip: str
                                                                    if claim.decision.scale != "train" else ""))
 
 
-def claims_blocks(meta: dict[str, Any], raw: pd.DataFrame, fig_dir: Path, save_table: Callable[[str, pd.DataFrame], Path],
+def claims_blocks(meta: dict[str, Any], raw: pd.DataFrame, fig_dir: Path, save_table: Callable[[str, pd.DataFrame], Any],
                   figs: dict[str, Path], dpi: int = 150) -> list[Block]:
     """The report blocks of a study run (``[]`` for an ordinary run); writes tables/claims.csv and one figure
     per claim that has an effect to draw."""

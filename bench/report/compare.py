@@ -194,97 +194,23 @@ def compare_runs(
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     id_a, dfa = _load(run_a, results_root)
-    frames = {"A": dfa}
-    id_b = None
-    if run_b is not None:
-        id_b, dfb = _load(run_b, results_root)
-        frames["B"] = dfb
+    id_b, dfb = _load(run_b, results_root) if run_b is not None else (None, None)
     meas, kind = METRICS[metric]
+    for rid, d in ((id_a, dfa), (id_b, dfb)):
+        if d is not None:
+            _check_has_metric(d, rid, metric, meas)
+    differences = setup_differences(dfa, dfb, id_a, id_b) if id_b else []
     notes: list[str] = []
-    differences = setup_differences(dfa, frames["B"], id_a, id_b) if id_b else []
-    for name, d in frames.items():
-        rid = id_a if name == "A" else id_b
-        if meas == "latency" and not ((d["measurement"] == "latency") & (d["status"] == "ok")).any():
-            raise ValueError(f"run {rid!r} has no latency records; compare latency between runs that measured it "
-                             f"(bench run --measure latency), or pick another --metric")
-        if metric not in d or d[metric].notna().sum() == 0:
-            have = [m for m in METRICS if m in d and d[m].notna().any()]
-            raise ValueError(f"run {rid!r} has no {metric!r} values; metrics it has: {', '.join(have) or 'none'}")
-
-    rows: list[dict[str, Any]] = []
     if run_b is None:
-        d = _groups(dfa, metric)
-        models = list(dict.fromkeys(d["model"]))
-        if baseline not in models:
-            raise ValueError(f"baseline model {baseline!r} is not in run {id_a!r}; choose from {', '.join(models)}")
-        scale_labels = {s: T.scale_label(dfa, s) for s in d["scale"].dropna().unique()}
-        with_point = d["point_label"].nunique() > 1
-        for (scale, batch, point), g in d.groupby(["scale", "batch", "point_label"], dropna=False, sort=False):
-            gb = g[g["model"] == baseline]
-            if gb.empty:
-                notes.append(f"no {baseline} record at {scale}/batch {batch}/{point}: group skipped")
-                continue
-            base_val, base_s, base_status, _, base_q = _summarise(gb, metric)
-            for model in T.model_order(g):
-                gm = g[g["model"] == model]
-                val, s, status, n, q = _summarise(gm, metric)
-                test = ratio_test(base_s, s, kind) if model != baseline else ratio_test(np.empty(0), s, None)
-                if meas == "accuracy" and model != baseline:  # paired on identical clips (McNemar / seed t)
-                    test.update(_paired(gb, gm, metric))
-                rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
-                                 scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
-                                 family=gm["family"].iloc[0], value=val, baseline_value=base_val,
-                                 ratio=val / base_val if base_val else math.nan, n_samples=len(s),
-                                 n_baseline_samples=len(base_s), **test, timing_quality=q, baseline_timing_quality=base_q,
-                                 status=status if base_status == "ok" else f"baseline {base_status}"))
+        rows = _baseline_rows(dfa, id_a, metric, baseline, notes)
     else:
-        da, db = _groups(dfa, metric), _groups(frames["B"], metric)
-        scale_labels = {s: T.scale_label(dfa, s) for s in da["scale"].dropna().unique()}
-        keys = ["scale", "batch", "point_label", "model"]
-        with_point = da["point_label"].nunique() > 1
-        gb_index = {k: g for k, g in db.groupby(keys, dropna=False, sort=False)}
-        only_a = []
-        for key, ga in da.sort_values("_model_sort", kind="stable").groupby(keys, dropna=False, sort=False):
-            gb = gb_index.pop(key, None)
-            if gb is None:
-                only_a.append(key[-1])
-                continue
-            va, sa, sta, _, qa = _summarise(ga, metric)
-            vb, sb, stb, _, qb = _summarise(gb, metric)
-            scale, batch, point, model = key
-            rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
-                             scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
-                             family=ga["family"].iloc[0], value_a=va, value_b=vb,
-                             ratio=vb / va if va else math.nan, n_samples_a=len(sa), n_samples_b=len(sb),
-                             **ratio_test(sa, sb, kind), **(_paired(ga, gb, metric) if meas == "accuracy" else {}),
-                             timing_quality_a=qa, timing_quality_b=qb,
-                             status="ok" if sta == stb == "ok" else f"A {sta}, B {stb}"))
-        if only_a:
-            notes.append(f"only in {id_a}: {', '.join(dict.fromkeys(only_a))}")
-        if gb_index:
-            notes.append(f"only in {id_b}: {', '.join(dict.fromkeys(k[-1] for k in gb_index))}")
-        if not rows:
-            raise ValueError(f"runs {id_a!r} and {id_b!r} share no (model, scale, batch, point) with {metric!r}")
+        rows = _pair_rows(dfa, dfb, id_a, id_b, metric, notes)
     if metric == "acc_top1":
         notes.append("acc_top1: paired test on identical validation clips (exact McNemar on one seed, t-test of "
                      "per-seed differences on several), Holm-adjusted; diff = B - A in accuracy (fraction)")
     elif kind is None:
         notes.append(f"{metric} has no raw samples: ratios only, no significance test")
-    table = pd.DataFrame(rows)
-    # group-major order: train clip before deploy clip, small batches first, then models by family
-    scale_rank = {v: i for i, v in enumerate(T.SCALES.values())}
-    group_key = [(scale_rank.get(s, 9), b if pd.notna(b) else -1.0, str(p))
-                 for s, b, p in zip(table["scale"], table["batch"], table["point"])]
-    table = table.iloc[sorted(range(len(table)), key=group_key.__getitem__)].reset_index(drop=True)
-    # A flagged timing (noisy / contended) is never called a significant difference: its samples do not come
-    # from the machine the other side ran on. It keeps its raw p_value but leaves the Holm family.
-    qcols = [c for c in ("timing_quality", "baseline_timing_quality", "timing_quality_a", "timing_quality_b") if c in table]
-    table["flagged"] = [any(T.is_flagged(q) for q in qs) for qs in zip(*(table[c] for c in qcols))] if qcols else False
-    table["p_holm"] = holm(table["p_value"].where(~table["flagged"]))
-    table["signif"] = ["flagged" if f else _stars(p) for f, p in zip(table["flagged"], table["p_holm"])]
-    if table["flagged"].any():
-        notes.append(f"{int(table['flagged'].sum())} row(s) have a latency flagged noisy/contended on either side: "
-                     "shown, never called significant (signif = flagged)")
+    table = _tested(_group_major(pd.DataFrame(rows)), notes)
 
     default = f"compare-{id_a}" + (f"-vs-{id_b}" if id_b else "")
     out = Path(out_dir) if out_dir is not None else Path("reports") / default
@@ -306,6 +232,104 @@ def compare_runs(
     return CompareResult(table=table, figure=fig, csv=csv, markdown=md, out_dir=out, metric=metric,
                          baseline=None if id_b else baseline, run_ids=[i for i in (id_a, id_b) if i], notes=notes,
                          differences=differences, better=measurements.column(metric).better)
+
+
+def _check_has_metric(d: pd.DataFrame, rid: str, metric: str, meas: str) -> None:
+    """A run without a single value of ``metric`` (or without latency records, for a latency metric): one line."""
+    if meas == "latency" and not ((d["measurement"] == "latency") & (d["status"] == "ok")).any():
+        raise ValueError(f"run {rid!r} has no latency records; compare latency between runs that measured it "
+                         f"(bench run --measure latency), or pick another --metric")
+    if metric not in d or d[metric].notna().sum() == 0:
+        have = [m for m in METRICS if m in d and d[m].notna().any()]
+        raise ValueError(f"run {rid!r} has no {metric!r} values; metrics it has: {', '.join(have) or 'none'}")
+
+
+def _baseline_rows(dfa: pd.DataFrame, id_a: str, metric: str, baseline: str, notes: list[str]) -> list[dict[str, Any]]:
+    """One run: a row per (scale, batch, point, model), the model's ``metric`` against the baseline model's."""
+    meas, kind = METRICS[metric]
+    d = _groups(dfa, metric)
+    models = list(dict.fromkeys(d["model"]))
+    if baseline not in models:
+        raise ValueError(f"baseline model {baseline!r} is not in run {id_a!r}; choose from {', '.join(models)}")
+    scale_labels = {s: T.scale_label(dfa, s) for s in d["scale"].dropna().unique()}
+    with_point = d["point_label"].nunique() > 1
+    rows: list[dict[str, Any]] = []
+    for (scale, batch, point), g in d.groupby(["scale", "batch", "point_label"], dropna=False, sort=False):
+        gb = g[g["model"] == baseline]
+        if gb.empty:
+            notes.append(f"no {baseline} record at {scale}/batch {batch}/{point}: group skipped")
+            continue
+        base_val, base_s, base_status, _, base_q = _summarise(gb, metric)
+        for model in T.model_order(g):
+            gm = g[g["model"] == model]
+            val, s, status, n, q = _summarise(gm, metric)
+            test = ratio_test(base_s, s, kind) if model != baseline else ratio_test(np.empty(0), s, None)
+            if meas == "accuracy" and model != baseline:  # paired on identical clips (McNemar / seed t)
+                test.update(_paired(gb, gm, metric))
+            rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
+                             scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
+                             family=gm["family"].iloc[0], value=val, baseline_value=base_val,
+                             ratio=val / base_val if base_val else math.nan, n_samples=len(s),
+                             n_baseline_samples=len(base_s), **test, timing_quality=q, baseline_timing_quality=base_q,
+                             status=status if base_status == "ok" else f"baseline {base_status}"))
+    return rows
+
+
+def _pair_rows(dfa: pd.DataFrame, dfb: pd.DataFrame, id_a: str, id_b: str, metric: str,
+               notes: list[str]) -> list[dict[str, Any]]:
+    """Two runs: a row per (scale, batch, point, model) both have, run B's ``metric`` against run A's."""
+    meas, kind = METRICS[metric]
+    da, db = _groups(dfa, metric), _groups(dfb, metric)
+    scale_labels = {s: T.scale_label(dfa, s) for s in da["scale"].dropna().unique()}
+    keys = ["scale", "batch", "point_label", "model"]
+    with_point = da["point_label"].nunique() > 1
+    gb_index = {k: g for k, g in db.groupby(keys, dropna=False, sort=False)}
+    only_a = []
+    rows: list[dict[str, Any]] = []
+    for key, ga in da.sort_values("_model_sort", kind="stable").groupby(keys, dropna=False, sort=False):
+        gb = gb_index.pop(key, None)
+        if gb is None:
+            only_a.append(key[-1])
+            continue
+        va, sa, sta, _, qa = _summarise(ga, metric)
+        vb, sb, stb, _, qb = _summarise(gb, metric)
+        scale, batch, point, model = key
+        rows.append(dict(group=_group_label(scale_labels, scale, batch, point, with_point),
+                         scale=T.SCALES.get(scale, scale), batch=batch, point=point, model=model,
+                         family=ga["family"].iloc[0], value_a=va, value_b=vb,
+                         ratio=vb / va if va else math.nan, n_samples_a=len(sa), n_samples_b=len(sb),
+                         **ratio_test(sa, sb, kind), **(_paired(ga, gb, metric) if meas == "accuracy" else {}),
+                         timing_quality_a=qa, timing_quality_b=qb,
+                         status="ok" if sta == stb == "ok" else f"A {sta}, B {stb}"))
+    if only_a:
+        notes.append(f"only in {id_a}: {', '.join(dict.fromkeys(only_a))}")
+    if gb_index:
+        notes.append(f"only in {id_b}: {', '.join(dict.fromkeys(k[-1] for k in gb_index))}")
+    if not rows:
+        raise ValueError(f"runs {id_a!r} and {id_b!r} share no (model, scale, batch, point) with {metric!r}")
+    return rows
+
+
+def _group_major(table: pd.DataFrame) -> pd.DataFrame:
+    """Group-major order: train clip before deploy clip, small batches first, then models by family."""
+    scale_rank = {v: i for i, v in enumerate(T.SCALES.values())}
+    group_key = [(scale_rank.get(s, 9), b if pd.notna(b) else -1.0, str(p))
+                 for s, b, p in zip(table["scale"], table["batch"], table["point"])]
+    return table.iloc[sorted(range(len(table)), key=group_key.__getitem__)].reset_index(drop=True)
+
+
+def _tested(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Holm-adjusted p-values and stars. A flagged timing (noisy / contended) is never called a significant
+    difference: its samples do not come from the machine the other side ran on. It keeps its raw p_value but
+    leaves the Holm family."""
+    qcols = [c for c in ("timing_quality", "baseline_timing_quality", "timing_quality_a", "timing_quality_b") if c in table]
+    table["flagged"] = [any(T.is_flagged(q) for q in qs) for qs in zip(*(table[c] for c in qcols))] if qcols else False
+    table["p_holm"] = holm(table["p_value"].where(~table["flagged"]))
+    table["signif"] = ["flagged" if f else _stars(p) for f, p in zip(table["flagged"], table["p_holm"])]
+    if table["flagged"].any():
+        notes.append(f"{int(table['flagged'].sum())} row(s) have a latency flagged noisy/contended on either side: "
+                     "shown, never called significant (signif = flagged)")
+    return table
 
 
 def _markdown(table: pd.DataFrame, title: str, unit: str, kind: str | None, notes: list[str], fig: str,

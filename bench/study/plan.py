@@ -92,8 +92,7 @@ class StudyPlan:
 def base_spec(profile: StudyProfile, *, seeds: Sequence[int] | None, device: str) -> RunSpec:
     """The study's base ``RunSpec``: the bench profile's defaults with the study profile's fields."""
     spec = build_run_spec(RunOptions(models="all", profile=profile.run_profile, device=device,
-                                     seeds=tuple(seeds or profile.seeds), measure="accuracy"),
-                          resolved_device=device)
+                                     seeds=tuple(seeds or profile.seeds), measure="accuracy"))
     for name, value in profile.fields:
         spec, _ = apply_field(spec, name, value)
     check_run_spec(spec)

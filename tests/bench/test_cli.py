@@ -80,10 +80,10 @@ def test_smoke_run_report_compare(tmp_path):
 def test_ctrl_c_keeps_records_and_says_how_to_resume(tmp_path, monkeypatch):
     real = runner_mod.Runner._costs
 
-    def interrupt(self, spec, name, *a, **kw):
-        if name == "early_fusion":
+    def interrupt(self, job, *a, **kw):
+        if job.model == "early_fusion":
             raise KeyboardInterrupt
-        return real(self, spec, name, *a, **kw)
+        return real(self, job, *a, **kw)
 
     monkeypatch.setattr(runner_mod.Runner, "_costs", interrupt)
     res = invoke("run", "--models", "pool_avg,early_fusion", "--profile", "smoke", "--measure", "accuracy,params",
