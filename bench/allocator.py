@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -27,20 +28,12 @@ MMAP_THRESHOLD = 32 * 1024 * 1024      # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 6
 TRIM_THRESHOLD = 2**31 - 1             # never trim the heap top between steps
 TOP_PAD = 64 * 1024 * 1024             # grow the heap in 64 MiB steps
 
-_state: dict[str, object] = {}
 
-
+@functools.cache  # once per process: later calls return what the first one put in force
 def tune_malloc() -> str:
-    """Apply the settings once per process; returns what is in force, for provenance (``malloc`` field):
+    """Apply the settings; returns what is in force, for provenance (``malloc`` field):
     ``"glibc mmap_threshold=32MiB trim_threshold=2GiB top_pad=64MiB"``, ``"default (FUSIONBENCH_MALLOC=0)"``,
     or ``"default (<why>)"``."""
-    if "result" in _state:
-        return str(_state["result"])
-    _state["result"] = result = _apply()
-    return result
-
-
-def _apply() -> str:
     if os.environ.get("FUSIONBENCH_MALLOC", "1") == "0":
         return "default (FUSIONBENCH_MALLOC=0)"
     if not sys.platform.startswith("linux"):

@@ -55,8 +55,8 @@ class RunOptions:
     budget: int | None = _opt(None, "plateau protocol: cap on optimizer steps (>= 1)")
     patience: int | None = _opt(None, "stopping evaluations without a new best before stopping (>= 1)")
     eval_every: int | None = _opt(None, "steps between stopping-split evaluations (>= 1)")
-    min_delta: float | None = _opt(None, "plateau protocol: stopping accuracy must beat its best by more than this "
-                                         "fraction to count as an improvement, in [0, 1)")
+    min_delta: float | None = _opt(None, "plateau protocol: patience restarts only on a stopping-accuracy gain of more "
+                                         "than this fraction, in [0, 1)")
     stop_fraction: float | None = _opt(None, "share of training clips held out as the stopping split, in (0, 1)")
     seeds: Sequence[int] = _opt((0,), "comma-separated seeds, e.g. 0,1,2", text="0", parse=_seeds)
     profile: str = _opt("quick", "smoke | quick | full")

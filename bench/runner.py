@@ -28,7 +28,6 @@ from fusion_models import build_model, model_info
 from fusion_models.clip import ClipSpec
 
 from . import measurements
-from .allocator import tune_malloc
 from .config import RunSpec
 from .measure import is_oom, measure_matmul_peak
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
@@ -151,7 +150,6 @@ class Runner:
         if self._last is not None and self._last.spec is job.spec:
             return self._last
         spec = job.spec
-        tune_malloc()  # before the first training step (exact; bench/allocator.py)
         if spec.threads:
             torch.set_num_threads(spec.threads)
         env = self._environment(job.device)

@@ -143,8 +143,8 @@ def train_and_evaluate(
     video index ``[B]`` for video-level accuracy). Every ``spec.eval_every`` steps the model is evaluated on
     ``stop_loader`` (the stopping split, carved from the training data) and a point added to the curve.
     Training ends at the first of: no stopping accuracy more than ``spec.min_delta`` above the last counted
-    improvement for ``spec.patience`` evaluations (plateau), stopping accuracy >= ``spec.ceiling_fraction * ceiling`` (ceiling), ``spec.budget_steps``
-    steps (budget), a non-finite loss (diverged: status ``diverged``). The weights of the best stopping
+    improvement for ``spec.patience`` evaluations (plateau), stopping accuracy >=
+    ``spec.ceiling_fraction * ceiling`` (ceiling), ``spec.budget_steps`` steps (budget), a non-finite loss (diverged: status ``diverged``). The weights of the best stopping
     evaluation are the ones evaluated. With ``spec.epochs`` set, exactly that many epochs run (no early
     stop, final weights); without a ``stop_loader`` the budget alone ends training.
     ``ddp`` (a ``bench.distributed.DDPContext``): loaders are this rank's shards; the model is trained inside

@@ -33,40 +33,44 @@ def main() -> None:
     gmacs, params = pick("flops", "cost", "gmacs"), pick("params", "cost", "params")
     lat = ok[(ok["measurement"] == "latency") & (ok["scale"] == "cost") & (ok["batch_size"] == 1)].set_index("model")
     mem = pick("memory", "cost", "peak_mem_mib")
-    order = list(dict.fromkeys(df["model"]))
-    print("| model | family | top-1 % [95 % CI] | ceiling % | direction % | stopped | steps | train s "
-          "| GMACs | params M | p50 ms b1 | timing | flow share | peak MiB |")
-    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
-    for m in order:
-        if m not in acc.index:
-            continue
-        a = acc.loc[m]
+    models = [m for m in dict.fromkeys(df["model"]) if m in acc.index]
+
+    def main_cells(m: str, a) -> list[str]:
         top1 = f"{100 * a['acc_top1']:.1f} [{100 * a['acc_top1_lo']:.1f}, {100 * a['acc_top1_hi']:.1f}]"
         q = lat["timing_quality"].get(m) if "timing_quality" in lat else None
         flow = lat["flow_share"].get(m) if "flow_share" in lat else None
-        cells = [
-            f"`{m}`", a["family"], top1, _fmt("{:.0f}", 100 * a["ceiling_top1"]),
+        return [
+            a["family"], top1, _fmt("{:.0f}", 100 * a["ceiling_top1"]),
             _fmt("{:.0f}", 100 * a.get("acc_direction", float("nan"))), str(a["stop_reason"]),
             _fmt("{:.0f}", a["steps"]), _fmt("{:.0f}", a["train_time_s"]), _fmt("{:.3g}", gmacs.get(m)),
             _fmt("{:.2f}", params.get(m, float("nan")) / 1e6), _fmt("{:.3g}", lat["latency_ms_p50"].get(m)),
             str(q) if q is not None else "—", _fmt("{:.0f}%", 100 * flow if flow is not None else None),
             _fmt("{:.0f}", mem.get(m)),
         ]
-        print("| " + " | ".join(cells) + " |")
-    print()
-    print("| model | stopped at step | best at step | steps to 90 % of ceiling | train GMACs to 90 % "
-          "| steps to 99 % | train GMACs to 99 % | curve AUC % | train GMACs total |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for m in order:
-        if m not in acc.index:
-            continue
-        a = acc.loc[m]
-        cells = [f"`{m}`", _fmt("{:.0f}", a["steps"]), _fmt("{:.0f}", a["selected_step"]),
-                 _fmt("{:.0f}", a.get("steps_to_90")), _fmt("{:,.0f}", a.get("gmacs_to_90")),
-                 _fmt("{:.0f}", a.get("steps_to_99")), _fmt("{:,.0f}", a.get("gmacs_to_99")),
-                 _fmt("{:.1f}", 100 * a["curve_auc"]), _fmt("{:,.0f}", a["train_gmacs"])]
-        print("| " + " | ".join(cells) + " |")
 
+    def efficiency_cells(m: str, a) -> list[str]:
+        return [_fmt("{:.0f}", a["steps"]), _fmt("{:.0f}", a["selected_step"]),
+                _fmt("{:.0f}", a.get("steps_to_90")), _fmt("{:,.0f}", a.get("gmacs_to_90")),
+                _fmt("{:.0f}", a.get("steps_to_99")), _fmt("{:,.0f}", a.get("gmacs_to_99")),
+                _fmt("{:.1f}", 100 * a["curve_auc"]), _fmt("{:,.0f}", a["train_gmacs"])]
+
+    _table(["model", "family", "top-1 % [95 % CI] >", "ceiling % >", "direction % >", "stopped", "steps >",
+            "train s >", "GMACs >", "params M >", "p50 ms b1 >", "timing", "flow share >", "peak MiB >"],
+           models, acc, main_cells)
+    print()
+    _table(["model", "stopped at step >", "best at step >", "steps to 90 % of ceiling >", "train GMACs to 90 % >",
+            "steps to 99 % >", "train GMACs to 99 % >", "curve AUC % >", "train GMACs total >"],
+           models, acc, efficiency_cells)
+
+
+def _table(headers: list[str], models: list[str], acc, cells) -> None:
+    """A Markdown table, one row per model: ``cells(model, its accuracy record)`` after the model's name.
+    A header ending in `` >`` is right-aligned (a number column)."""
+    names = [h.removesuffix(" >") for h in headers]
+    print("| " + " | ".join(names) + " |")
+    print("|" + "|".join("---:" if h.endswith(" >") else "---" for h in headers) + "|")
+    for m in models:
+        print("| " + " | ".join([f"`{m}`", *cells(m, acc.loc[m])]) + " |")
 
 if __name__ == "__main__":
     main()
