@@ -9,7 +9,8 @@ batch 32 at the default training clip (T8, 32x32, small_cnn) through ``bench.tra
 public API both checkouts share -- on materialised synthetic clips, and prints clips/s per model as JSON.
 Epochs > 1 are what the training flow cache pays back on (the two-stream models; epoch 1 computes the flow).
 Variants (new checkout only, '+'-joined): ``default``, ``fused`` (fused AdamW), ``cl`` (channels_last),
-``nocache`` (flow cache off). Numbers measured on the 2-core dev machine are in docs/speed.md.
+``nocache`` (flow cache off), ``bN`` (training batch N instead of 32, e.g. ``b16``). Numbers measured on the
+2-core dev machine are in docs/speed.md.
 """
 from __future__ import annotations
 
@@ -36,13 +37,14 @@ def worker(models: list[str], steps: int, warmup: int, variant: str, epochs: int
     from fusion_models.clip import ClipSpec
 
     clip = ClipSpec()
-    n = 32 * (steps + warmup)
-    loader = make_loader(DatasetSpec(train_size=n, val_size=32), clip, "train", seed=0, batch_size=32)
+    parts = variant.split("+")
+    batch = next((int(p[1:]) for p in parts if p[:1] == "b" and p[1:].isdigit()), 32)
+    n = batch * (steps + warmup)
+    loader = make_loader(DatasetSpec(train_size=n, val_size=32), clip, "train", seed=0, batch_size=batch)
     batches = list(loader)
     val = batches[:1]
     fields = {f.name for f in dataclasses.fields(TrainSpec)}
     extra = {}
-    parts = variant.split("+")
     if "fused" in parts:
         extra["fused_adamw"] = True
     if "cl" in parts:
@@ -57,11 +59,11 @@ def worker(models: list[str], steps: int, warmup: int, variant: str, epochs: int
         for part, n_epochs in ((batches[:warmup], 1), (batches[warmup:], epochs)):
             torch.manual_seed(0)
             model = build_model(name, clip=clip, num_classes=16)
-            spec = TrainSpec(epochs=n_epochs, batch_size=32, **extra)
+            spec = TrainSpec(epochs=n_epochs, batch_size=batch, **extra)
             t0 = time.perf_counter()
             res = train_and_evaluate(model, part, val, spec=spec, seed=0)
             times.append(res.train_time_s if res.train_time_s else time.perf_counter() - t0)
-        out[name] = 32 * steps * epochs / times[1]
+        out[name] = batch * steps * epochs / times[1]
     return out
 
 
@@ -105,7 +107,7 @@ def main() -> None:
             row += "".join(f" {med[lab] / med['old']:5.2f}x" for lab in labels[1:])
         print(row)
     print("clips/s, median of", args.rounds, "rounds;", args.epochs, "epoch(s) of", args.steps,
-          "steps of batch 32 at T8 32x32")
+          "steps at T8 32x32 (batch 32 unless the variant says bN)")
 
 
 if __name__ == "__main__":
