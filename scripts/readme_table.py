@@ -1,8 +1,11 @@
-"""Print the README results tables (Markdown) for a run: `python scripts/readme_table.py RUN [--results DIR]`.
+"""Print the README results tables (Markdown) for a run:
+`python scripts/readme_table.py RUN [--results DIR] [--seeds RUN2]`.
 
 Two tables: the main one (accuracy with its 95 % Wilson interval, how training ended, costs at the
 deployment clip with the latency's timing flag) and the sample-efficiency one (steps and counted training
-compute to 90 % / 99 % of the family ceiling, area under the learning curve).
+compute to 90 % / 99 % of the family ceiling, area under the learning curve). ``--seeds RUN2``: a third, the
+accuracy over the seeds of RUN and RUN2 together (mean with the 95 % t-interval, each seed's top-1, how it
+stopped and after how many steps), e.g. RUN2 = `bench run --models all --seeds 1,2 --measure accuracy`.
 """
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
     ap.add_argument("--results", default="results")
+    ap.add_argument("--seeds", help="a second run of other seeds: print the accuracy-over-seeds table too")
     args = ap.parse_args()
     df = load_results(args.run, root=args.results)
+    if args.seeds:
+        _seeds_table(df, load_results(args.seeds, root=args.results))
+        return
     ok = df[df["status"] == "ok"]
     acc = ok[ok["measurement"] == "accuracy"].set_index("model")
 
@@ -63,6 +70,29 @@ def main() -> None:
            models, acc, efficiency_cells)
 
 
+def _seeds_table(*runs) -> None:
+    """Accuracy over the seeds of several runs: mean ± the 95 % t-interval half-width (scipy), per seed."""
+    import pandas as pd
+    from scipy import stats
+
+    df = pd.concat(runs)
+    acc = df[(df["status"] == "ok") & (df["measurement"] == "accuracy")].sort_values("seed")
+    models = list(dict.fromkeys(acc["model"]))
+    by = {m: acc[acc["model"] == m] for m in models}
+    n = {len(d) for d in by.values()}
+
+    def cells(m: str, _) -> list[str]:
+        d = by[m]
+        x = 100 * d["acc_top1"].to_numpy()
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / len(x) ** 0.5 if len(x) > 1 else float("nan")
+        return [f"{x.mean():.1f} ± {half:.1f}", " / ".join(f"{v:.1f}" for v in x),
+                " / ".join(d["stop_reason"].astype(str)), " / ".join(f"{v:.0f}" for v in d["steps"])]
+
+    seeds = " / ".join(str(s) for s in sorted(set(acc["seed"])))
+    _table(["model", f"top-1 % (mean ± 95 % t-CI, {'/'.join(map(str, sorted(n)))} seeds) >", f"seeds {seeds}",
+            "stopped", "steps"], models, None, cells)
+
+
 def _table(headers: list[str], models: list[str], acc, cells) -> None:
     """A Markdown table, one row per model: ``cells(model, its accuracy record)`` after the model's name.
     A header ending in `` >`` is right-aligned (a number column)."""
@@ -70,7 +100,7 @@ def _table(headers: list[str], models: list[str], acc, cells) -> None:
     print("| " + " | ".join(names) + " |")
     print("|" + "|".join("---:" if h.endswith(" >") else "---" for h in headers) + "|")
     for m in models:
-        print("| " + " | ".join([f"`{m}`", *cells(m, acc.loc[m])]) + " |")
+        print("| " + " | ".join([f"`{m}`", *cells(m, acc.loc[m] if acc is not None else None)]) + " |")
 
 if __name__ == "__main__":
     main()
