@@ -6,10 +6,20 @@ deployment clip with the latency's timing flag) and the sample-efficiency one (s
 compute to 90 % / 99 % of the family ceiling, area under the learning curve). ``--seeds RUN2``: a third, the
 accuracy over the seeds of RUN and RUN2 together (mean with the 95 % t-interval, each seed's top-1, how it
 stopped and after how many steps), e.g. RUN2 = `bench run --models all --seeds 1,2 --measure accuracy`.
+``--pairs``: instead, the README's pairwise comparisons (``PAIRS``) on RUN's one seed: exact McNemar on the
+shared validation clips, Holm-adjusted over the pairs listed.
 """
 from __future__ import annotations
 
 import argparse
+
+# The comparisons the README's findings name (a, b): same fusion family or the question a finding asks.
+PAIRS = (
+    ("two_stream", "two_stream_conv"), ("two_stream", "two_stream_gated"), ("two_stream_conv", "two_stream_gated"),
+    ("slow_fusion", "tsm"), ("early_fusion", "two_stream"), ("early_fusion", "tsm"), ("r3d", "r2plus1d"),
+    ("hidden_two_stream", "hidden_two_stream_pooled"), ("conv_lstm", "lstm"), ("pool_max", "pool_attn"),
+    ("pool_attn", "pool_avg"), ("pool_avg", "late_fusion"), ("temporal_transformer", "lstm"),
+)
 
 from bench.results import load_results
 
@@ -22,9 +32,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
     ap.add_argument("--results", default="results")
-    ap.add_argument("--seeds", help="a second run of other seeds: print the accuracy-over-seeds table too")
+    ap.add_argument("--seeds", help="a second run of other seeds: print the accuracy-over-seeds table instead")
+    ap.add_argument("--pairs", action="store_true", help="print the README's McNemar comparisons instead")
     args = ap.parse_args()
     df = load_results(args.run, root=args.results)
+    if args.pairs:
+        _pairs(df)
+        return
     if args.seeds:
         _seeds_table(df, load_results(args.seeds, root=args.results))
         return
@@ -68,6 +82,22 @@ def main() -> None:
     _table(["model", "stopped at step >", "best at step >", "steps to 90 % of ceiling >", "train GMACs to 90 % >",
             "steps to 99 % >", "train GMACs to 99 % >", "curve AUC % >", "train GMACs total >"],
            models, acc, efficiency_cells)
+
+
+def _pairs(df) -> None:
+    """Exact McNemar per pair in ``PAIRS`` (the models' per-clip correctness on the same clips), Holm over them."""
+    from bench.measure import holm_adjusted, mcnemar_exact, unpack_correct
+
+    acc = df[(df["status"] == "ok") & (df["measurement"] == "accuracy")].set_index("model")
+    pairs = [(a, b) for a, b in PAIRS if a in acc.index and b in acc.index]
+    tests = [mcnemar_exact(unpack_correct(acc.at[a, "val_correct"], int(acc.at[a, "val_n"])),
+                           unpack_correct(acc.at[b, "val_correct"], int(acc.at[b, "val_n"]))) for a, b in pairs]
+    adjusted = holm_adjusted([t.p_value for t in tests])
+    print("| a | b | top-1 a % | top-1 b % | a - b (points) | only a right | only b right | p exact | p Holm | resolved |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for (a, b), t, q in zip(pairs, tests, adjusted):
+        print(f"| `{a}` | `{b}` | {100 * t.acc_a:.1f} | {100 * t.acc_b:.1f} | {100 * t.diff:+.1f} | {t.a_only} | "
+              f"{t.b_only} | {t.p_value:.2g} | {q:.2g} | {'yes' if q <= 0.05 else 'no'} |")
 
 
 def _seeds_table(*runs) -> None:
