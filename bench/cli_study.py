@@ -30,7 +30,7 @@ def study_cmd(
     """Run one declared experiment per claim of the notes and compute each verdict (docs/study.md)."""
     from .cli import _check_resume_flags, _execute, _resume, user_errors
 
-    from .study import CLAIMS, evaluate, get_claims, plan_study
+    from .study import CLAIMS, get_claims, plan_study
 
     if list_claims:
         emit_rows([{"claim": c.name, "notes §": c.section, "tested as": c.statement, "decided by": c.decision.kind}
@@ -53,16 +53,12 @@ def study_cmd(
                               seeds=parse_int_list(seeds, what="--seeds") if seeds is not None else None)
             for name, why in plan.skipped.items():
                 err_console.print(f"[yellow]claim {name} not tested:[/yellow] {why}", highlight=False, soft_wrap=True)
-            if not plan.points and all(n in plan.skipped for n in plan.claims):
+            if not plan.points:
                 raise ValueError("none of the selected claims can be tested with --models " + str(models))
     if resume is not None:
         run_id = _resume(resume, out, ctx)
-    elif plan.points:
+    else:
         run_id = _execute(plan.points, out, run_id=None, prefix="study", ctx=ctx, meta={"study": plan.meta()})
-    else:  # only claims the suite cannot test yet: their verdicts need no run
-        import pandas as pd
-
-        return _render(evaluate({"study": plan.meta()}, pd.DataFrame()).verdicts)
     if run_id is None:  # a non-writing DDP rank
         return
     from .report import build_report

@@ -116,7 +116,8 @@ class RunSpec:
     backbone: str = "small_cnn"
     width: int = 16
     pretrained: bool = False                       # the backbone library's weights, from the local cache only
-    weights: str | None = None                     # a local state-dict file for the backbone's classifier
+    weights: str | None = None                     # a local state-dict file for the backbone (bench/weights.py)
+    save_weights: str | None = None                # write each trained model's encoder here (a pre-training)
     train: TrainSpec = TrainSpec()
     cost: CostSpec = CostSpec()
     measure: MeasureSpec = MeasureSpec()

@@ -67,8 +67,9 @@ class RunOptions:
     cost_backbone: str | None = _opt(None, "backbone at the deployment clip (default resnet18)")
     pretrained: bool = _opt(False, "initialise the backbone from its library's weights in the local torch/timm "
                                    "cache (never downloads)")
-    weights: str | None = _opt(None, "initialise the backbone's classifier from this local state-dict file "
-                                     "(.pth / .pt / .safetensors; never downloads)")
+    weights: str | None = _opt(None, "initialise the backbone from this local state-dict file (a classifier's or "
+                                     "its features', as a pre-training saves; .pth / .pt / .safetensors; never "
+                                     "downloads)")
     threads: int | None = _opt(None, "torch intra-op threads (default: torch's)")
     noise: float | None = _opt(None, "synthetic: additive noise sigma")
     camera: int | None = _opt(None, "synthetic: camera pan px/frame")
@@ -140,9 +141,13 @@ def build_run_spec(opts: RunOptions, *, resolved_device: str | None = None) -> R
     if opts.weights is not None:
         if not os.path.isfile(opts.weights):
             raise ValueError(f"--weights {opts.weights}: no such file (weights are only read from local files)")
-        if backbone == "small_cnn":
-            raise ValueError("--weights needs a library backbone (resnet18, mobilenet_v3_small, timm:NAME, tv:NAME); "
-                             "small_cnn has no classifier to load into")
+        from fusion_models.backbone import read_state_dict
+
+        try:
+            read_state_dict(opts.weights)
+        except Exception as exc:  # noqa: BLE001 - an unpickling, zip or safetensors error: the file is not weights
+            raise ValueError(f"--weights {opts.weights}: not a readable state dict "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if opts.pretrained and backbone == "small_cnn":
         raise ValueError("--pretrained: small_cnn has no pretrained weights; pick --backbone resnet18, timm:NAME or tv:NAME")
     cost = prof.cost

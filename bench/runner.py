@@ -206,8 +206,20 @@ class Runner:
     def _build(self, name: str, clip: ClipSpec, backbone: str, spec: RunSpec, num_classes: int, seed: int):
         torch.manual_seed(seed)  # identical init stream for every model and rerun
         # the run's initial weights belong to its training backbone; a deployment backbone (costs) starts fresh
-        init = {"pretrained": spec.pretrained, "weights": spec.weights} if backbone == spec.backbone else {}
+        init = ({"pretrained": spec.pretrained, "weights": self._path(spec.weights, spec, name, seed)}
+                if backbone == spec.backbone else {})
         return build_model(name, clip=clip, num_classes=num_classes, backbone=backbone, width=spec.width, **init)
+
+    def _path(self, template: str | None, spec: RunSpec, model: str, seed: int) -> str | None:
+        """A ``weights`` / ``save_weights`` path of this job, placeholders filled in (``bench.weights``)."""
+        from .weights import resolve
+
+        if template is None:
+            return None
+        if "{run}" in template and not isinstance(self.store, RunStore):
+            raise ValueError(f"{template}: {{run}} is the run directory, which a Ray task has none of; run the "
+                             "points that write or read weights in it with the local executor")
+        return resolve(template, run=self.store.path, point=spec.config_hash(), model=model, seed=seed)
 
     def _accuracy(self, job: Job, meta: dict[str, Any], point: _Point) -> torch.nn.Module | None:
         """Train and evaluate the job's model into its accuracy record; returns the trained model (None when the
@@ -233,15 +245,27 @@ class Runner:
                 stop_loader=loaders["stop"], ceiling=ceiling.get("top1"),
             )
             trained = model
+            saved = self._save_encoder(model, job) if spec.save_weights and res.status == "ok" else None
             return {**_training_values(spec, res, split, ceiling), **_data_facts(loaders["train"], loaders["val"]),
                     **(res.flow_cache or {}), **{f"ceiling_{k}": v for k, v in ceiling.items()},
-                    **_eval_values(res.eval)}
+                    **_eval_values(res.eval), **({"saved_weights": saved} if saved else {})}
 
         base = {**meta, "measurement": "accuracy", "scale": "train", "frames": spec.clip.frames,
                 "height": spec.clip.height, "width": spec.clip.width, "backbone": spec.backbone,
                 "batch_size": spec.train.batch_size, "ddp_world_size": self.ddp.world_size if self.ddp else 1}
         self._attempt(job.key("accuracy", "train", spec.train.batch_size), base, fn)
         return trained
+
+    def _save_encoder(self, model: torch.nn.Module, job: Job) -> str:
+        """A pre-training's product: the trained encoder's state dict at ``spec.save_weights``, written atomically
+        before the accuracy record (so a recorded pre-training always has its file). Under DDP every rank holds
+        the same weights and writes its own copy."""
+        from fusion_models import backbone_state
+
+        from .weights import save_atomic
+
+        path = self._path(job.spec.save_weights, job.spec, job.model, job.seed)
+        return str(save_atomic(backbone_state(model), path))
 
     def _loaders(self, spec: RunSpec, seed: int, split: tuple[Any, list]) -> dict[str, Any]:
         """Training, stopping (None at a fixed length) and validation loaders; under DDP each rank's shard."""

@@ -7,7 +7,7 @@ order below, which is the order ``list_models()`` and the model table use.
     model = build_model("pool_attn", clip=ClipSpec(frames=8), num_classes=16)
     logits = model(clip)  # [B, T, C, H, W] -> [B, K]
 """
-from .backbone import Backbone, build_backbone
+from .backbone import Backbone, backbone_state, build_backbone
 from .clip import ClipSpec, check_clip
 from .registry import ModelInfo, UnknownModelError, build_model, list_models, model_info, register_model
 
@@ -22,6 +22,7 @@ __all__ = [
     "ClipSpec",
     "ModelInfo",
     "UnknownModelError",
+    "backbone_state",
     "build_backbone",
     "build_model",
     "check_clip",

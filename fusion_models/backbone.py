@@ -188,23 +188,49 @@ def build_backbone(
     (``fusion_models.adapter``); a classifier that cannot be adapted raises ``AdaptError`` saying why.
 
     ``pretrained=True`` loads the library's weights from the local cache only; ``weights=PATH`` loads a
-    local state-dict file (``.pth`` / ``.pt`` / ``.safetensors``) into the classifier first. Nothing is
-    ever downloaded; a missing file is a ``FileNotFoundError``.
+    local state-dict file (``.pth`` / ``.pt`` / ``.safetensors``): the classifier's, or its feature extractor's
+    (``backbone_state``, what a pre-training saves; the only kind ``small_cnn`` takes). Loaded weights hold a
+    3-channel first conv; a stacked input (early fusion's 3T channels) gets it inflated, I3D-style: the kernel
+    repeated over the T frames and divided by T, so a clip of T identical frames gives the 2D conv's response
+    on one (``inflate_conv``). Nothing is ever downloaded; a missing file is a ``FileNotFoundError``.
     """
+    if weights is not None and not os.path.isfile(weights):
+        raise FileNotFoundError(f"backbone {backbone_label(name)}: weights file {weights!r} does not exist")
+    if name == "small_cnn":
+        if pretrained:
+            raise ValueError("small_cnn has no pretrained weights; use pretrained=False or backbone='resnet18'")
+        features, dim = small_cnn(width), 4 * width
+        if weights is not None:  # a state dict of its features: what a pre-training saves (``backbone_state``)
+            _load_weights((features,), weights, "small_cnn")
+        loaded = weights is not None
+        return Backbone(features, dim, name=name, pretrained=loaded).inflate(in_channels, modality=modality)
     if isinstance(name, str) and name in BACKBONES and weights is None:
-        if name == "small_cnn":
-            if pretrained:
-                raise ValueError("small_cnn has no pretrained weights; use pretrained=False or backbone='resnet18'")
-            features, dim = small_cnn(width), 4 * width
-        else:
-            features, dim = _torchvision(name, pretrained)
+        features, dim = _torchvision(name, pretrained)
         return Backbone(features, dim, name=name, pretrained=pretrained).inflate(in_channels, modality=modality)
     label = backbone_label(name)
-    model = _classifier(name, label, pretrained=pretrained, weights=weights)
+    model = _classifier(name, label, pretrained=pretrained and weights is None)
     features = adapter.feature_chain(model, label=label)
+    if weights is not None:  # the classifier's state dict, or its feature extractor's (``backbone_state``)
+        _load_weights((model, features), weights, label)
     dim = adapter.probe(features, features.get_submodule(_first_conv_path(features)).in_channels, label=label)[-1][1]
     loaded = pretrained or weights is not None
+    # loaded weights hold a 3-channel first conv: ``inflate`` builds the 3T / 2L one from it (``inflate_conv``)
     return Backbone(features, dim, name=label, pretrained=loaded).inflate(in_channels, modality=modality)
+
+
+def model_backbone(model: nn.Module) -> Backbone:
+    """The one shared ``Backbone`` inside ``model`` (``ValueError`` for none, or two as in two_stream)."""
+    found = [m for m in model.modules() if isinstance(m, Backbone)]
+    if len(found) != 1:
+        raise ValueError(f"{type(model).__name__} holds {len(found)} shared backbones, not one: its encoder weights "
+                         "are not one state dict")
+    return found[0]
+
+
+def backbone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of ``model``'s encoder features (CPU copies): what ``build_backbone(weights=PATH)`` loads
+    into every strategy's encoder, the first conv inflated where a strategy stacks frames."""
+    return {k: v.detach().cpu().clone() for k, v in model_backbone(model).features.state_dict().items()}
 
 
 def backbone_label(name: object) -> str:
@@ -252,21 +278,19 @@ def _library_names(lib: str, model: str, name: str) -> None:
             _unknown(name, [f"tv:{n}" for n in names], "torchvision classification builders: torchvision.models.list_models()")
 
 
-def _classifier(name: object, label: str, *, pretrained: bool, weights: str | None) -> nn.Module:
-    """The whole classifier ``name`` names, with local weights loaded (see ``build_backbone``)."""
+def _classifier(name: object, label: str, *, pretrained: bool) -> nn.Module:
+    """The whole classifier ``name`` names, with the library's cached weights when ``pretrained``."""
     import copy
 
-    if weights is not None and not os.path.isfile(weights):
-        raise FileNotFoundError(f"backbone {label}: weights file {weights!r} does not exist")
     if isinstance(name, str):
         check_backbone_name(name)
         lib, _, model_name = name.partition(":")
         if name in BACKBONES:
             lib, model_name = "tv", name
         if lib == "timm":
-            model = _timm(model_name, pretrained=pretrained and weights is None)
+            model = _timm(model_name, pretrained=pretrained)
         else:
-            model = _tv(model_name, pretrained=pretrained and weights is None)
+            model = _tv(model_name, pretrained=pretrained)
     elif isinstance(name, nn.Module):
         model = copy.deepcopy(name)
     elif callable(name):
@@ -275,8 +299,6 @@ def _classifier(name: object, label: str, *, pretrained: bool, weights: str | No
             raise TypeError(f"backbone factory {label} returned {type(model).__name__}, not an nn.Module")
     else:
         raise TypeError(f"backbone must be a name, an nn.Module or a factory returning one, got {type(name).__name__}")
-    if weights is not None:
-        _load_weights(model, weights, label)
     return model
 
 
@@ -311,8 +333,9 @@ def _timm(model_name: str, *, pretrained: bool) -> nn.Module:
     return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": path})
 
 
-def _load_weights(model: nn.Module, path: str, label: str) -> None:
-    """Load a local state dict; the classifier head's keys may be missing or differ (the head is dropped)."""
+def read_state_dict(path: str, label: str = "") -> dict[str, torch.Tensor]:
+    """The state dict in a local ``.pth`` / ``.pt`` / ``.safetensors`` file (a ``{"state_dict": ...}`` checkpoint
+    unwrapped); ``ValueError`` when the file holds something else."""
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -321,8 +344,21 @@ def _load_weights(model: nn.Module, path: str, label: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
-    own = model.state_dict()
-    shaped = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{'backbone ' + label + ': ' if label else ''}{path} holds a {type(state).__name__}, "
+                         "not a state dict of tensors")
+    return state
+
+
+def _load_weights(targets: tuple[nn.Module, ...], path: str, label: str) -> None:
+    """Load a local state dict into the target it fits best (the classifier, or its feature extractor, whose
+    modules are the classifier's own); the head's keys may be missing or differ (the head is dropped)."""
+    state = read_state_dict(path, label)
+    fits = []
+    for target in targets:
+        own = target.state_dict()
+        fits.append((target, {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}))
+    target, shaped = max(fits, key=lambda f: len(f[1]))
     if not shaped:
         raise ValueError(f"backbone {label}: no tensor in {path} matches the model's state dict (wrong file?)")
-    model.load_state_dict(shaped, strict=False)
+    target.load_state_dict(shaped, strict=False)

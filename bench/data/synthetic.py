@@ -323,11 +323,10 @@ class SyntheticClips(torch.utils.data.Dataset):
 
 def _save_atomic(t: torch.Tensor, path: Path) -> None:
     # Another process may read or write the same key at the same time: write aside, then rename.
+    from ..weights import save_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(t, tmp)
-        os.replace(tmp, path)
+        save_atomic(t, path)
     except OSError:
         pass  # a read-only cache directory only costs a regeneration next time
 

@@ -90,6 +90,7 @@ def claims_blocks(meta: dict[str, Any], raw: pd.DataFrame, fig_dir: Path, save_t
     study = study_meta(meta)
     clip_text = study.get("clip", "?")
     seeds = ",".join(str(s) for s in study.get("seeds", [])) or "?"
+    claim_seeds = study.get("claim_seeds") or {}  # a claim with Experiment.min_seeds reads more than the study's
     table = result.table()
     save_table("claims", table)
     for v in result.verdicts:
@@ -107,7 +108,8 @@ def claims_blocks(meta: dict[str, Any], raw: pd.DataFrame, fig_dir: Path, save_t
         blocks.append(Block("h3", f"{claim.name} — {v.verdict}"))
         blocks.append(Block("kv", items=[
             ("claim (notes)", f"{claim.text} (§ {claim.section})"), ("tested as", claim.statement),
-            ("experiment", _experiment_text(claim, result.levels.get(claim.name, []), seeds, clip_text)),
+            ("experiment", _experiment_text(claim, result.levels.get(claim.name, []),
+                                            ",".join(map(str, claim_seeds.get(claim.name, []))) or seeds, clip_text)),
             ("effect", f"{fmt_effect(v.effect, v.lo, v.hi, v.exact)} — {v.effect_label or 'none'}"),
             ("verdict", f"{v.verdict}: {v.reason}")]))
         if not v.comparisons.empty:

@@ -55,7 +55,7 @@ def evaluate(meta: dict[str, Any], records: pd.DataFrame, run_id: str = "") -> S
         if c.name in plan.skipped:
             verdicts.append(Verdict(c.name, NOT_RESOLVED, f"not tested: {plan.skipped[c.name]}"))
         else:
-            verdicts.append(decide(c, records, plan.levels.get(c.name, [])))
+            verdicts.append(decide(c, records, plan.levels.get(c.name, []), plan.claim_seeds.get(c.name)))
     return StudyResult(run_id, plan.profile, verdicts, claims, plan.levels, plan.skipped)
 
 

@@ -17,6 +17,7 @@ from ..config import RunSpec
 from ..fields import apply_field
 from ..plan import RunOptions, build_run_spec
 from ..validate import check_run_spec
+from ..weights import resolve
 from .claims import Claim
 
 
@@ -73,11 +74,14 @@ class StudyPlan:
     claims: list[str] = field(default_factory=list)
     seeds: tuple[int, ...] = ()
     clip: str = ""                                    # the base training clip, e.g. "T6x32x32"
+    # claim -> the seeds it reads: the study's, or more (Experiment.min_seeds). A point shared with a claim that
+    # wants more seeds trains them for that claim's models only, and the others still read their own seeds
+    claim_seeds: dict[str, list[int]] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         """What run.json keeps of the study (enough to compute every verdict from the records)."""
         return {"profile": self.profile, "claims": self.claims, "skipped": self.skipped, "seeds": list(self.seeds),
-                "clip": self.clip,
+                "clip": self.clip, "claim_seeds": self.claim_seeds,
                 "levels": {k: [list(x) for x in v] for k, v in self.levels.items()}, "models": self.models}
 
     @classmethod
@@ -86,7 +90,8 @@ class StudyPlan:
                    levels={k: [tuple(x) for x in v] for k, v in (d.get("levels") or {}).items()},
                    models={k: list(v) for k, v in (d.get("models") or {}).items()},
                    skipped=dict(d.get("skipped") or {}), claims=list(d.get("claims") or []),
-                   seeds=tuple(d.get("seeds") or ()), clip=str(d.get("clip") or ""))
+                   seeds=tuple(d.get("seeds") or ()), clip=str(d.get("clip") or ""),
+                   claim_seeds={k: [int(x) for x in v] for k, v in (d.get("claim_seeds") or {}).items()})
 
 
 def base_spec(profile: StudyProfile, *, seeds: Sequence[int] | None, device: str) -> RunSpec:
@@ -102,8 +107,6 @@ def base_spec(profile: StudyProfile, *, seeds: Sequence[int] | None, device: str
 def requirement(claim: Claim, available: Sequence[str]) -> str | None:
     """What the model set lacks to test ``claim`` (None: testable)."""
     d = claim.decision
-    if d.kind == "missing":
-        return None
     lacking = [m for m in d.subject if m not in available]
     if lacking:
         return f"needs {', '.join(lacking)} (not in --models)"
@@ -112,10 +115,20 @@ def requirement(claim: Claim, available: Sequence[str]) -> str | None:
     return None
 
 
+# Where a pre-training point writes each trained model's encoder (bench/weights.py placeholders); a point
+# that starts from it reads the same path with {point} and {model} filled in
+SAVE_WEIGHTS = "{run}/weights/{point}-{model}-seed{seed}.pt"
+
+
 def plan_study(claims: Sequence[Claim], profile: str = "smoke", *, models: str | None = None,
                seeds: Sequence[int] | None = None, device: str = "cpu") -> StudyPlan:
     """Every claim's points, merged across claims; a claim the selected models cannot test is skipped with
-    the reason (the others still run). Bad fields or values raise ``ValueError`` (one line)."""
+    the reason (the others still run). Bad fields or values raise ``ValueError`` (one line).
+
+    Points are merged by (config hash, measurements); within one, each model trains the union of the seeds
+    its claims ask for (models asking for the same seeds share one ``RunSpec``; ``_group``). A claim with
+    ``Experiment.pretrain`` adds a pre-training point (that model alone, ``save_weights``) ahead of every
+    other point, and its models run at the claim's spec from scratch and with ``weights`` = that file."""
     prof = get_study_profile(profile)
     base = base_spec(prof, seeds=seeds, device=device)
     base_hash = base.config_hash()
@@ -124,10 +137,19 @@ def plan_study(claims: Sequence[Claim], profile: str = "smoke", *, models: str |
     bc = base.clip
     plan = StudyPlan(profile=prof.name, points=[], levels={}, models={}, claims=[c.name for c in claims],
                      seeds=base.seeds, clip=f"T{bc.frames}x{bc.height}x{bc.width}")
-    merged: dict[tuple[str, tuple[str, ...]], RunSpec] = {}
+    pretraining: dict[tuple[str, tuple[str, ...]], tuple[RunSpec, dict[str, set[int]]]] = {}
+    merged: dict[tuple[str, tuple[str, ...]], tuple[RunSpec, dict[str, set[int]]]] = {}
 
     def differs(name: str, value: Any) -> bool:  # does this field change the base config (and its hash)?
         return apply_field(base, name, value)[0].config_hash() != base_hash
+
+    def add(into: dict, spec: RunSpec, names: Sequence[str], wanted: set[int]) -> str:
+        check_run_spec(spec)
+        pid = spec.config_hash()
+        _, per_model = into.setdefault((pid, spec.measurements), (spec, {}))
+        for m in names:
+            per_model.setdefault(m, set()).update(wanted)
+        return pid
 
     for claim in claims:
         available = [m for m in claim.models if selected is None or m in selected]
@@ -136,40 +158,53 @@ def plan_study(claims: Sequence[Claim], profile: str = "smoke", *, models: str |
             plan.skipped[claim.name] = why
             continue
         plan.models[claim.name] = available
-        if claim.decision.kind == "missing":
-            plan.levels[claim.name] = []
-            continue
+        exp = claim.experiment
+        wanted = set(base.seeds) | set(range(exp.min_seeds))
+        plan.claim_seeds[claim.name] = sorted(wanted)
         spec = base
-        for name, value in claim.experiment.fields:
+        for name, value in exp.fields:
             spec, _ = apply_field(spec, name, value)
-        fixed = [(n, v) for n, v in claim.experiment.fields if differs(n, v)]
+        fixed = [(n, v) for n, v in exp.fields if differs(n, v)]
         levels: list[tuple[str, list[tuple[str, Any]]]] = []
-        for knob in claim.experiment.sweeps:
+        for knob in exp.sweeps:
             levels += [(f"{knob}={v}", [(knob, v)]) for v in prof.levels[knob]]
         levels = levels or [("base", [])]
+        if exp.pretrain:  # the pre-training point first, then every level from scratch and from its file
+            pre = replace(spec, models=(exp.pretrain,), save_weights=SAVE_WEIGHTS,
+                          point=_point(fixed + [("save_weights", SAVE_WEIGHTS)]))
+            pre_id = add(pretraining, pre, [exp.pretrain], wanted)
+            start = resolve(SAVE_WEIGHTS, run="{run}", point=pre_id, model=exp.pretrain, seed="{seed}")
+            levels = levels + [(f"{label} pretrained" if knobs else "pretrained", knobs + [("weights", start)])
+                               for label, knobs in levels]
         seen: set[str] = set()
         plan.levels[claim.name] = []
         for label, knobs in levels:
             s = spec
             for k, v in knobs:
                 s, _ = apply_field(s, k, v)
-            point = tuple(sorted((n, _plain(v)) for n, v in fixed + [(k, v) for k, v in knobs if differs(k, v)]))
-            s = replace(s, models=tuple(sorted(available, key=lambda m: order.get(m, len(order)))), point=point,
-                        seeds=tuple(sorted(set(s.seeds) | set(range(claim.experiment.min_seeds)))))
-            check_run_spec(s)
-            pid = s.config_hash()
+            s = replace(s, point=_point(fixed + [(k, v) for k, v in knobs if differs(k, v)]))
+            pid = add(merged, s, available, wanted)
             if pid in seen:  # noise=0 and camera=0 are the same clean point
                 continue
             seen.add(pid)
-            plan.levels[claim.name].append((label if point else "base", pid))
-            key = (pid, s.measurements)
-            if key in merged:
-                union = set(merged[key].models) | set(s.models)
-                s = replace(merged[key], models=tuple(sorted(union, key=lambda m: order.get(m, len(order)))),
-                            seeds=tuple(sorted(set(merged[key].seeds) | set(s.seeds))))
-            merged[key] = s
-    plan.points = list(merged.values())
+            plan.levels[claim.name].append((label if s.point else "base", pid))
+    plan.points = [p for d in (pretraining, merged) for spec, per_model in d.values()
+                   for p in _group(spec, per_model, order)]
     return plan
+
+
+def _point(items: Sequence[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
+    """A point's ``point``: the fields that differ from the study's base, sorted, JSON-plain."""
+    return tuple(sorted((n, _plain(v)) for n, v in items))
+
+
+def _group(spec: RunSpec, per_model: dict[str, set[int]], order: dict[str, int]) -> list[RunSpec]:
+    """One ``RunSpec`` per distinct seed set of a point's models (the same config hash: one point of the
+    records), the models in registry order, the seed sets in the order of their first model."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for m in sorted(per_model, key=lambda m: order.get(m, len(order))):
+        groups.setdefault(tuple(sorted(per_model[m])), []).append(m)
+    return [replace(spec, models=tuple(ms), seeds=seeds) for seeds, ms in groups.items()]
 
 
 def _plain(v: Any) -> Any:

@@ -12,7 +12,9 @@ A verdict is ``supported`` / ``contradicted`` / ``not resolved`` at alpha = 0.05
     share         t-interval over seeds of a share (flow stage / model latency) against a threshold
     ratio         Mann-Whitney U on raw latency samples, bootstrap interval of the ratio of medians
     exact_scaling a deterministic count against its formula (equal at every level, or not)
-    missing       not resolved, saying what the suite lacks
+    gain          each model's pretrained − scratch metric on the same clips (exact McNemar, one seed), and the
+                  subject's gain minus each other's (exact sign-flip test on the per-clip difference in
+                  differences); the subject's gain and its excesses decide, the others' gains are context
 
 Several comparisons in one claim are Holm-adjusted together. The rule: *contradicted* when any comparison
 resolves against the claim; *supported* when every comparison resolves for it; otherwise *not resolved*.
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..measure import holm_adjusted, wilson_interval
+from ..measure import holm_adjusted, unpack_correct, wilson_interval
 from ..report.compare import _samples as compare_samples
 from ..report.compare import ratio_test
 from ..report.efficiency import paired_test
@@ -199,6 +201,61 @@ def decide_paired_diff(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, s
                    empty_reason="no ok accuracy records of the compared models")
 
 
+def difference_in_differences(cells: list[pd.DataFrame], metric: str, *, per_clip: bool = False) -> dict[str, Any] | None:
+    """``(c0 − c1) − (c2 − c3)`` of ``metric`` over the four cells' shared seeds (None: no shared seed), as
+    ``dict(effect, lo, hi, p, test)``. ≥ 2 seeds: seed t. One seed: with ``per_clip`` and per-clip top-1
+    correctness on the same clips, the exact sign-flip test of the per-clip differences (``sign_flip_test``);
+    otherwise the normal interval from the four binomial variances (ignores the positive correlation of models
+    on the same clips: conservative)."""
+    seeds = sorted(set.intersection(*[set(c["seed"].astype(int)) for c in cells]))
+    if not seeds:
+        return None
+    per = [{int(r["seed"]): r for _, r in c.iterrows()} for c in cells]
+    vals = np.array([[_num(p[sd], metric) for p in per] for sd in seeds])   # seeds x (c0, c1, c2, c3)
+    did = (vals[:, 0] - vals[:, 1]) - (vals[:, 2] - vals[:, 3])
+    if len(seeds) >= 2:
+        mean, half, _ = t_interval(did)
+        p = float(stats.ttest_1samp(did, 0.0).pvalue) if not np.allclose(did, did[0]) else math.nan
+        return dict(effect=mean, lo=mean - half, hi=mean + half, p=p, test="seed t (difference in differences)")
+    rows = [p[seeds[0]] for p in per]
+    n = np.array([_num(r, "val_n") for r in rows])
+    bits = [r.get("val_correct") for r in rows]
+    if per_clip and metric == "acc_top1" and len(set(n)) == 1 and all(isinstance(b, str) for b in bits):
+        c = [unpack_correct(b, int(n[0])).astype(int) for b in bits]
+        t = sign_flip_test((c[0] - c[1]) - (c[2] - c[3]))
+        return dict(effect=t["mean"], lo=t["lo"], hi=t["hi"], p=t["p_value"],
+                    test="exact sign-flip (per-clip difference in differences)")
+    se = math.sqrt(float(np.sum(vals[0] * (1 - vals[0]) / n)))
+    mean, half = float(did[0]), 1.959964 * se
+    p = float(2 * stats.norm.sf(abs(mean) / se)) if se > 0 else math.nan
+    return dict(effect=mean, lo=mean - half, hi=mean + half, p=p, test="normal, four binomial variances")
+
+
+def sign_flip_test(d: np.ndarray) -> dict[str, float]:
+    """Exact two-sided sign-flip (paired permutation) test that integer per-clip differences ``d`` in
+    {−2, …, 2} are symmetric about 0: under the null each non-zero ``d_i`` keeps its size and takes either
+    sign, so ``Σ d = (2 K1 − n1) + 2 (2 K2 − n2)`` with ``K1 ~ Bin(n1, ½)``, ``K2 ~ Bin(n2, ½)`` (n1, n2:
+    clips with |d| = 1, 2); its distribution is their convolution. With |d| ≤ 1 only it is exact McNemar.
+    Interval of the mean: normal, 95 %."""
+    d = np.asarray(d, dtype=int)
+    if np.abs(d).max(initial=0) > 2:
+        raise ValueError("sign_flip_test takes per-clip differences in -2..2")
+    n = len(d)
+    n1, n2 = int((np.abs(d) == 1).sum()), int((np.abs(d) == 2).sum())
+    # P(sum = v) on the grid v = -(n1 + 2 n2) .. (n1 + 2 n2): K1 moves the sum by 2, K2 by 4
+    span = n1 + 2 * n2
+    pmf = np.zeros(2 * span + 1)
+    p1, p2 = stats.binom.pmf(np.arange(n1 + 1), n1, 0.5), stats.binom.pmf(np.arange(n2 + 1), n2, 0.5)
+    for k2, q in enumerate(p2):
+        idx = (2 * np.arange(n1 + 1) - n1) + 2 * (2 * k2 - n2) + span
+        pmf[idx] += q * p1
+    total = int(d.sum())
+    p = 1.0 if n1 + n2 == 0 else float(min(1.0, pmf[np.abs(np.arange(-span, span + 1)) >= abs(total)].sum()))
+    mean = float(d.mean()) if n else math.nan
+    half = 1.959964 * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+    return dict(mean=mean, lo=mean - half, hi=mean + half, p_value=p)
+
+
 def decide_degradation(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) -> Verdict:
     """Difference in differences: (subject(clean) − subject(hardest)) − (other(clean) − other(hardest))."""
     d, m = claim.decision, claim.decision.metric
@@ -210,28 +267,49 @@ def decide_degradation(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, s
     for s in d.subject:
         for o in d.against:
             cells = [_by_model(acc, x, pid) for x in (s, o) for pid in (clean, hard)]
-            if any(c.empty for c in cells):
-                continue
-            seeds = sorted(set.intersection(*[set(c["seed"].astype(int)) for c in cells]))
-            if not seeds:
-                continue
-            per = [{int(r["seed"]): r for _, r in c.iterrows()} for c in cells]
-            vals = np.array([[_num(p[sd], m) for p in per] for sd in seeds])   # seeds x (s_clean, s_hard, o_clean, o_hard)
-            did = (vals[:, 0] - vals[:, 1]) - (vals[:, 2] - vals[:, 3])
-            if len(seeds) >= 2:
-                mean, half, _ = t_interval(did)
-                p = float(stats.ttest_1samp(did, 0.0).pvalue) if not np.allclose(did, did[0]) else math.nan
-                test = "seed t (difference in differences)"
-            else:
-                n = np.array([_num(p[seeds[0]], "val_n") for p in per])
-                se = math.sqrt(float(np.sum(vals[0] * (1 - vals[0]) / n)))
-                mean, half = float(did[0]), 1.959964 * se
-                p = float(2 * stats.norm.sf(abs(mean) / se)) if se > 0 else math.nan
-                test = "normal, four binomial variances"
-            rows.append(_row(f"loss of {s} − loss of {o}", f"clean → {hard_label}", mean, mean - half, mean + half,
-                             p, test))
+            t = None if any(c.empty for c in cells) else difference_in_differences(cells, m)
+            if t is not None:
+                rows.append(_row(f"loss of {s} − loss of {o}", f"clean → {hard_label}", t["effect"], t["lo"], t["hi"],
+                                 t["p"], t["test"]))
     return _decide(claim, rows, f"extra {_label(m)} lost by the subject (fraction)", _seeds(acc),
                    empty_reason="no ok accuracy records at both levels")
+
+
+def decide_gain(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) -> Verdict:
+    """Pre-training's gain, ``pretrained − scratch`` of ``metric`` on the same clips, for every model at each
+    pair of levels (the plan lists the scratch levels, then the same levels pretrained). What decides: the
+    subject's gain (> 0: McNemar with one seed) and the subject's gain minus each other model's (> 0: the exact
+    sign-flip test on the per-clip difference in differences), Holm over these. Each other model's own gain is
+    a context row with its own test, not decided on: a strategy that pre-training does not help widens the
+    subject's advantage rather than contradicting it."""
+    d, m = claim.decision, claim.decision.metric
+    acc = _ok(df, "accuracy")
+    label = f"{_label(m)} gained from pre-training: pretrained − scratch (fraction)"
+    half = len(levels) // 2
+    if half == 0 or len(levels) % 2:
+        return Verdict(claim.name, NOT_RESOLVED, "needs a scratch and a pretrained level", effect_label=label)
+    rows, context = [], []
+    for (name, scratch), (_, pre) in zip(levels[:half], levels[half:]):
+        where = f"{name}: scratch → pretrained"
+        cells = {x: (_by_model(acc, x, pre), _by_model(acc, x, scratch)) for x in d.subject + d.against}
+        cells = {x: c for x, c in cells.items() if not (c[0].empty or c[1].empty)}
+        for x, (b, a) in cells.items():
+            t = paired_difference(a, b, m)
+            (rows if x in d.subject else context).append(
+                _row(f"gain of {x}", where, t["diff"], t["diff_lo"], t["diff_hi"], t["p_value"], t["test"],
+                     note=t.get("note", "")))
+        for s in (x for x in d.subject if x in cells):
+            for o in (x for x in d.against if x in cells):
+                t = difference_in_differences([*cells[s], *cells[o]], m, per_clip=True)
+                if t is not None:
+                    rows.append(_row(f"gain of {s} − gain of {o}", where, t["effect"], t["lo"], t["hi"], t["p"],
+                                     t["test"]))
+    v = _decide(claim, rows, label, _seeds(acc), empty_reason="no ok accuracy records of the subject at both levels")
+    if context:
+        ctx = pd.DataFrame(context, columns=list(COMPARISON_COLUMNS))
+        ctx["note"] = ["context, not decided on" + (f"; {x}" if x else "") for x in ctx["note"]]
+        v.comparisons = pd.concat([v.comparisons, ctx], ignore_index=True)
+    return v
 
 
 def decide_bound(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) -> Verdict:
@@ -431,19 +509,18 @@ def decide_exact_scaling(claim: Claim, df: pd.DataFrame, levels: list[tuple[str,
     return Verdict(claim.name, SUPPORTED, f"ratio equals T exactly at all {len(table)} values of T", **common)
 
 
-def decide_missing(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) -> Verdict:
-    return Verdict(claim.name, NOT_RESOLVED, f"not resolved: missing {claim.decision.missing}")
-
-
 DECIDERS: dict[str, Callable[[Claim, pd.DataFrame, list[tuple[str, str]]], Verdict]] = {
     "exact_scaling": decide_exact_scaling, "paired_diff": decide_paired_diff, "degradation": decide_degradation,
     "bound": decide_bound, "spread": decide_spread, "share": decide_share, "ratio": decide_ratio,
-    "missing": decide_missing,
+    "gain": decide_gain,
 }
 
 
-def decide(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]]) -> Verdict:
-    """The verdict of ``claim`` from records ``df`` (the run's records; only ``levels``' point ids are read)."""
+def decide(claim: Claim, df: pd.DataFrame, levels: list[tuple[str, str]], seeds=None) -> Verdict:
+    """The verdict of ``claim`` from records ``df`` (the run's records; only ``levels``' point ids are read,
+    and only ``seeds`` when given: a point shared with a claim that trains more seeds keeps this one's test)."""
     ids = {pid for _, pid in levels}
     sub = df[df["point_id"].isin(ids)] if "point_id" in df and ids else df.iloc[0:0]
+    if seeds and "seed" in sub:
+        sub = sub[sub["seed"].isin(list(seeds))]
     return DECIDERS[claim.decision.kind](claim, sub, levels)

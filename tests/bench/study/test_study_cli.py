@@ -49,6 +49,36 @@ def test_smoke_study_writes_every_claim_row(smoke):
     assert (report / "figures" / "claim_early_fusion_weak_order.png").exists()
 
 
+def test_smoke_study_pretrains_then_judges_every_strategys_gain(smoke):
+    root, _ = smoke
+    run_dir = next((root / "results").iterdir())
+    meta = json.loads((run_dir / "run.json").read_text())
+    pres = [p for p in meta["points"] if p.get("save_weights")]
+    assert [p["models"] for p in pres] == [["single_frame"]] and meta["points"][0] is pres[0]  # it runs first
+    (weights,) = run_dir.glob("weights/*-single_frame-seed0.pt")  # the one seed's encoder, in the run directory
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    (pretrain,) = [r for r in records if r.get("saved_weights")]
+    assert pretrain["model"] == "single_frame" and pretrain["saved_weights"] == str(weights)
+    levels = dict(meta["study"]["levels"]["late_fusion.pretrained_reuse"])
+    tuned = [r for r in records if r["point_id"] == levels["pretrained"] and r["measurement"] == "accuracy"]
+    assert {r["model"] for r in tuned} == {"late_fusion", "early_fusion", "pool_avg", "lstm"}
+    assert all(r["status"] == "ok" for r in tuned)
+    table = (root / "reports" / run_dir.name / "tables" / "claim_late_fusion_pretrained_reuse.csv").read_text()
+    assert "gain of late_fusion,base: scratch → pretrained" in table and "McNemar exact" in table
+    assert "gain of late_fusion − gain of early_fusion" in table and "exact sign-flip" in table
+    md = (root / "reports" / run_dir.name / "report.md").read_text()
+    assert "late_fusion.pretrained_reuse — missing" not in md and "pre-trained on the training split" in md
+    # stable training asks for seeds 0..2: its models train them, the others keep the study's one seed
+    base = levels["base"]
+    seeds = {}
+    for r in records:
+        if r["point_id"] == base and r["measurement"] == "accuracy":
+            seeds.setdefault(r["model"], set()).add(r["seed"])
+    assert seeds["late_fusion"] == seeds["early_fusion"] == seeds["lstm"] == {0, 1, 2}
+    assert seeds["pool_avg"] == seeds["pool_max"] == {0}
+    assert "seeds: 0,1,2" in md
+
+
 def test_resume_a_study_measures_nothing_twice_and_judges_again(smoke):
     root, res = smoke
     run_id = next((root / "results").iterdir()).name
@@ -91,13 +121,6 @@ def test_list_names_every_claim():
         assert c.name in res.output
 
 
-def test_only_untestable_claims_need_no_run(tmp_path):
-    res = invoke("study", "--claims", "late_fusion.pretrained_reuse", "--out", tmp_path)
-    assert res.exit_code == 0, res.output
-    assert "not resolved" in res.output and "pre-training" in res.output
-    assert not any(tmp_path.iterdir())
-
-
 # ------------------------------------------------------------------------------------------ planner
 def test_plan_merges_points_and_names_what_is_missing():
     claims, problems = get_claims("hidden.*,two_stream.noise_sensitivity,bogus")
@@ -112,6 +135,28 @@ def test_plan_merges_points_and_names_what_is_missing():
     (pt,) = [p for p in plan.points if p.config_hash() == noisy]
     assert set(pt.models) == {"two_stream", "hidden_two_stream", "early_fusion", "tsm"}
     assert dict(pt.point) == {"noise": 0.3}
-    assert len({(p.config_hash(), p.measurements) for p in plan.points}) == len(plan.points)
+    assert len({(p.config_hash(), p.measurements, p.seeds) for p in plan.points}) == len(plan.points)
     few = plan_study(claims, "smoke", models="hidden_two_stream", device="cpu")
     assert set(few.skipped) == {c.name for c in claims} and "two_stream" in few.skipped["hidden.no_flow"]
+
+
+def test_plan_pretrains_first_and_gives_extra_seeds_only_to_the_models_that_need_them():
+    claims, _ = get_claims("late_fusion.*,recurrent.convlstm_vs_lstm")
+    plan = plan_study(claims, "quick", device="cpu")
+    pre = plan.points[0]
+    assert pre.models == ("single_frame",) and pre.seeds == (0,) and pre.save_weights and not pre.weights
+    levels = dict(plan.levels["late_fusion.pretrained_reuse"])
+    assert list(levels) == ["base", "pretrained"]
+    (tuned,) = [p for p in plan.points if p.config_hash() == levels["pretrained"]]
+    assert tuned.weights == f"{{run}}/weights/{pre.config_hash()}-single_frame-seed{{seed}}.pt"
+    assert set(tuned.models) == {"late_fusion", "early_fusion", "pool_avg", "lstm", "conv_lstm"}
+    assert dict(tuned.point) == {"weights": tuned.weights}
+    # the base point: one RunSpec per seed set, both the same point (config hash)
+    base = [p for p in plan.points if p.config_hash() == levels["base"]]
+    by_seeds = {p.seeds: set(p.models) for p in base}
+    assert by_seeds == {(0, 1, 2): {"late_fusion", "early_fusion", "lstm", "conv_lstm", "two_stream"},
+                        (0,): {"pool_avg"}}
+    assert plan.claim_seeds == {"late_fusion.pretrained_reuse": [0], "late_fusion.stable_training": [0, 1, 2],
+                                "late_fusion.weak_interaction": [0], "recurrent.convlstm_vs_lstm": [0]}
+    again = plan_study(claims, "quick", device="cpu", seeds=(0, 1, 2, 3))
+    assert {p.seeds for p in again.points} == {(0, 1, 2, 3)}  # asking for more seeds than min_seeds: all get them

@@ -187,9 +187,78 @@ def test_exact_scaling():
     assert verdict("early_fusion.params_x_T", good[:2], levels[:1]).verdict == NOT_RESOLVED
 
 
-def test_missing_experiment_says_what_is_missing():
-    v = verdict("late_fusion.pretrained_reuse", [], ())
-    assert v.verdict == NOT_RESOLVED and "missing" in v.reason and "pre-training" in v.reason
+# ------------------------------------------------------------------------------------------ gain
+GAIN_LEVELS = (("base", "scratch"), ("pretrained", "pre"))
+STRATEGIES = ("late_fusion", "early_fusion", "pool_avg", "lstm", "conv_lstm")
+
+
+def gains(**right):
+    """Accuracy records at both levels: ``model=(scratch right, pretrained right)`` (first clips correct)."""
+    return [acc(m, k, pid=pid) for m, (scr, pre) in right.items() for pid, k in (("scratch", scr), ("pre", pre))]
+
+
+@pytest.mark.parametrize("late, others, expected, why", [
+    ((300, 450), (300, 320), SUPPORTED, "all 5"),                    # late gains 25 points, the others 3
+    ((300, 200), (300, 320), CONTRADICTED, "gain of late_fusion"),   # pre-training hurts late fusion
+    ((300, 320), (300, 500), CONTRADICTED, "gain of late_fusion −"),  # it helps another strategy far more
+    ((300, 305), (300, 300), NOT_RESOLVED, "0 of 5"),                # 5 discordant clips: no test resolves it
+])
+def test_pretraining_gain(late, others, expected, why):
+    v = verdict("late_fusion.pretrained_reuse", gains(late_fusion=late, **{m: others for m in STRATEGIES[1:]}),
+                GAIN_LEVELS)
+    assert v.verdict == expected and why in v.reason, v.reason
+    t = v.comparisons
+    decided = t[~t["note"].str.startswith("context")]
+    assert list(decided["comparison"]) == ["gain of late_fusion"] + [f"gain of late_fusion − gain of {m}"
+                                                                      for m in STRATEGIES[1:]]
+    assert decided["test"].iloc[0] == "McNemar exact" and decided["effect"].iloc[0] == pytest.approx(
+        (late[1] - late[0]) / N)
+    assert set(decided["test"].iloc[1:]) == {"exact sign-flip (per-clip difference in differences)"}
+    assert decided["effect"].iloc[1] == pytest.approx(((late[1] - late[0]) - (others[1] - others[0])) / N)
+    context = t[t["note"].str.startswith("context")]
+    assert list(context["comparison"]) == [f"gain of {m}" for m in STRATEGIES[1:]]
+    assert context["p_holm"].isna().all()
+    assert list(context["effect"]) == pytest.approx([(others[1] - others[0]) / N] * 4)
+
+
+def test_a_strategy_that_pretraining_hurts_is_context_not_a_contradiction():
+    recs = gains(late_fusion=(300, 450), early_fusion=(540, 400), pool_avg=(300, 310), lstm=(300, 300),
+                 conv_lstm=(500, 505))
+    v = verdict("late_fusion.pretrained_reuse", recs, GAIN_LEVELS)
+    assert v.verdict == SUPPORTED, v.reason
+    row = v.comparisons.set_index("comparison").loc["gain of early_fusion"]
+    assert row["effect"] == pytest.approx(-140 / N) and row["p_value"] < 1e-6 and "context" in row["note"]
+
+
+def test_gain_needs_both_levels_and_the_subject():
+    assert verdict("late_fusion.pretrained_reuse", gains(late_fusion=(300, 450)), GAIN_LEVELS[:1]).verdict \
+        == NOT_RESOLVED
+    v = verdict("late_fusion.pretrained_reuse", gains(early_fusion=(300, 450)), GAIN_LEVELS)
+    assert v.verdict == NOT_RESOLVED and "no ok accuracy records of the subject" in v.reason
+
+
+def test_sign_flip_is_mcnemar_on_single_steps_and_exact_with_double_ones():
+    from itertools import product
+
+    from bench.measure import mcnemar_exact
+    from bench.study.verdicts import sign_flip_test
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random(200) < 0.5, rng.random(200) < 0.6
+    assert sign_flip_test(b.astype(int) - a.astype(int))["p_value"] == pytest.approx(mcnemar_exact(a, b).p_value)
+    d = np.array([2, 2, 1, -1, 2, 0, 1, 2, 0, -2, 1])
+    nz = np.abs(d[d != 0])
+    sums = np.array([np.dot(nz, signs) for signs in product((-1, 1), repeat=len(nz))])  # every sign flip
+    assert sign_flip_test(d)["p_value"] == pytest.approx(np.mean(np.abs(sums) >= abs(d.sum())))
+    assert sign_flip_test(np.zeros(5, int))["p_value"] == 1.0
+
+
+def test_a_claim_reads_only_its_own_seeds():
+    recs = [acc("conv_lstm", 540 - s, seed=s) for s in range(3)] + [acc("lstm", 300 + s, seed=s) for s in range(3)]
+    claim, levels = BY["recurrent.convlstm_vs_lstm"], [("base", "p0")]
+    assert decide(claim, frame(*recs), levels).comparisons["test"].iloc[0] == "paired seed t"
+    one = decide(claim, frame(*recs), levels, seeds=[0])
+    assert one.comparisons["test"].iloc[0] == "McNemar exact" and one.n_seeds == 1
 
 
 def test_evaluate_reads_the_plan_from_run_meta():
