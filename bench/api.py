@@ -40,23 +40,16 @@ def run(models: str | Sequence[str] = "all", *, profile: str = "quick", device: 
     frames, size, epochs, backbone, seeds, measure, ...). Returns the run's records (``load_results``);
     ``df.attrs["run_id"]`` and ``df.attrs["path"]`` name the run."""
     from .plan import RunOptions, build_run_spec
-    from .results import RunStore, new_run_id
+    from .results import RunStore
     from .runner import Runner
 
     load_plugins(list(plugins))
     models = models if isinstance(models, str) else ",".join(models)
     spec = build_run_spec(RunOptions(models=models, profile=profile, device=device, **options))
-    store = RunStore.create(Path(out), run_id or new_run_id("run"))
-    with store.lock():
-        store.start([spec], command=f"bench.api.run(models={models!r}, profile={profile!r})",
-                    device=spec.device)
-        runner = Runner(store)
-        try:
-            summary = runner.run([spec])
-        except BaseException:
-            store.finish(runner.summary, "interrupted")
-            raise
-        store.finish(summary, "complete")
+    store, lock = RunStore.begin(Path(out), [spec], run_id=run_id,
+                                 command=f"bench.api.run(models={models!r}, profile={profile!r})")
+    with lock:
+        store.execute(Runner(store), [spec])
     df = _load_records(store.run_id, root=out)
     df.attrs.update(run_id=store.run_id, path=str(store.path))
     return df

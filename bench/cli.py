@@ -394,40 +394,35 @@ def _execute(points, out: Path, *, run_id: str | None, prefix: str = "run", stor
     try:
         with sigterm_as_interrupt(), RunProgress(total) as prog:
             runner.emit = prog
-            summary = runner.run(points)
+            summary = store.execute(runner, points)  # run.json marked complete / interrupted / failed
     except KeyboardInterrupt as exc:
-        _mark(store, runner.summary, "interrupted")
         err_console.print(
             f"\n[yellow]{'terminated' if isinstance(exc, Terminated) else 'interrupted'}[/yellow]: "
             f"{sum(runner.summary.counts.values())} record(s) kept in {store.path}\nresume with: {resume_hint}"
         )
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
     except Exception as exc:  # noqa: BLE001 - full disk, a bad dataset, ...: one line, the run marked failed
-        marked = _mark(store, runner.summary, "failed")
         fail(f"{one_line(exc)} (records so far kept in {store.path}"
-             + ("" if marked else "; run.json could not be marked failed") + f"; resume with: {resume_hint})")
+             + ("" if store.status() == "failed" else "; run.json could not be marked failed")
+             + f"; resume with: {resume_hint})")
     finally:
         if ray is not None:
             ray.shutdown()
-    with user_errors():
-        store.finish(summary, "complete")
     _closing_summary(store, summary, out, fmt_name)
     return store.run_id
 
 
 def _open_run(points, out: Path, run_id: str | None, prefix: str, store, ctx: typer.Context | None,
               notice: str | None, meta: dict | None):
-    """A new run's store, locked and started (run.json), or the resumed ``store`` marked running again."""
-    from .results import RunStore, new_run_id
+    """A new run's store, locked and started (``RunStore.begin``), or the resumed ``store`` marked running again."""
+    from .results import RunStore
 
     if store is not None:
         store.update_meta(status="running", resumed_command=_command_line(ctx))
         return store
-    store = RunStore.create(out, run_id or new_run_id(prefix))
-    _hold_lock(store, ctx)  # one writer per run, for the life of the run
-    store.start(points, command=_command_line(ctx), device=points[0].device)
-    if meta:
-        store.update_meta(**meta)
+    store, lock = RunStore.begin(out, points, command=_command_line(ctx), run_id=run_id, prefix=prefix, meta=meta)
+    if ctx is not None:  # one writer per run, for the life of the command
+        ctx.call_on_close(lock.release)
     if notice:  # printed once the run exists, so bad input prints its one error line alone
         err_console.print(notice)
     return store
@@ -444,15 +439,6 @@ def _closing_summary(store, summary, out: Path, fmt_name: str) -> None:
         + f"\nresults: {store.path}\nreport:  bench report {store.run_id}"
         + (f" --results {out}" if str(out) != "results" else "")
     )
-
-
-def _mark(store, summary, status: str) -> bool:
-    """Mark run.json ``status`` where it can be written (a full disk may refuse even that)."""
-    try:
-        store.finish(summary, status)
-    except OSError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------------------- report

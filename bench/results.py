@@ -416,6 +416,56 @@ class RunStore:
         return {r["key"] for r in self.records() if r.get("key") and r.get("status") != "error"}
 
     # ------------------------------------------------------------------------------------- lifecycle
+    # begin (folder, writer lock, run.json "running") -> execute (the executor appends records; run.json
+    # "complete", or "interrupted" / "failed" with the counts so far) is the one lifecycle of a run: the CLI,
+    # bench.api.run and bench.study.run_study all go through it. A resume re-marks the run "running" instead.
+    @classmethod
+    def begin(cls, root: str | Path, points: list[Any], *, command: str, run_id: str | None = None,
+              prefix: str = "run", meta: dict[str, Any] | None = None) -> tuple["RunStore", "RunLock"]:
+        """A new run of ``points``: its folder, its writer lock (held until released, or the process ends)
+        and run.json started (``start``); ``meta``: extra run.json entries (``bench study`` keeps its plan)."""
+        store = cls.create(root, run_id or new_run_id(prefix))
+        lock = store.lock()
+        try:
+            store.start(points, command=command, device=points[0].device)
+            if meta:
+                store.update_meta(**meta)
+        except BaseException:
+            lock.release()
+            raise
+        return store, lock
+
+    def execute(self, runner: Any, points: list[Any]) -> "RunSummary":
+        """``runner.run(points)`` (any executor: ``Runner``, ``RayRunner``) with run.json marked as the run ends:
+        ``complete``; ``interrupted`` on Ctrl-C / SIGTERM (``KeyboardInterrupt``), ``failed`` on any other
+        exception, both with ``runner.summary``'s counts so far and the exception re-raised. Marking an
+        ending run is best effort (a full disk may refuse even that; ``status()`` then still says running)."""
+        try:
+            summary = runner.run(points)
+        except KeyboardInterrupt:
+            self.mark(runner.summary, "interrupted")
+            raise
+        except Exception:
+            self.mark(runner.summary, "failed")
+            raise
+        self.finish(summary, "complete")
+        return summary
+
+    def mark(self, summary: "RunSummary", status: str) -> bool:
+        """``finish`` where run.json can be written; False where it cannot (a full disk)."""
+        try:
+            self.finish(summary, status)
+        except OSError:
+            return False
+        return True
+
+    def status(self) -> str | None:
+        """run.json's ``status`` (None when it cannot be read)."""
+        try:
+            return self.read_meta().get("status")
+        except (OSError, ValueError):
+            return None
+
     def start(self, points: list[Any], *, command: str, device: str) -> None:
         """Write run.json for a new run: the spec of every point (``RunSpec``), environment, command."""
         self.write_meta({

@@ -29,7 +29,7 @@ from fusion_models.clip import ClipSpec
 
 from . import measurements
 from .config import RunSpec
-from .measure import is_oom, measure_matmul_peak
+from .measure import LatencySettings, is_oom, measure_matmul_peak
 from .measure.rounds import LatencyJob, measure_rounds, worst_quality
 from .plan import Job, jobs
 from .results import PROVENANCE_KEYS, RunStore, RunSummary, StoreWriteError, environment
@@ -335,14 +335,15 @@ class Runner:
         if not pending:
             return self._recent
         m, device = job.spec.measure, job.device
-        kw = dict(device=device, warmup_s=m.warmup_s, min_samples=m.min_samples, max_time_s=m.max_time_s,
-                  amp=m.amp, channels_last=m.channels_last, compile=m.compile)
+        settings = LatencySettings(warmup_s=m.warmup_s, min_samples=m.min_samples, max_time_s=m.max_time_s,
+                                   amp=m.amp, channels_last=m.channels_last, compile=m.compile)
         timed = []
         for i, p in enumerate(pending):
             x = p["clip"].dummy(p["batch"], device=device)
-            timed.append(LatencyJob(str(i), p["get_model"], x, kw))
+            timed.append(LatencyJob(str(i), p["get_model"], x, settings, device))
             if p["base"].get("needs_flow"):  # the flow stage alone, in the same rounds as its model
-                timed.append(LatencyJob(f"{i}:flow", lambda g=p["get_model"]: getattr(g(), "flow", None), x, kw))
+                timed.append(LatencyJob(f"{i}:flow", lambda g=p["get_model"]: getattr(g(), "flow", None), x,
+                                        settings, device))
         names = {str(i): p["base"]["model"] for i, p in enumerate(pending)}
         results = {r.name: r for r in measure_rounds(timed, progress=lambda ev, info: self.emit(
             f"latency_{ev}", {**info, "model": names.get(info["job"].split(":")[0], info["job"])}))}

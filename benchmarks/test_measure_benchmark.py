@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from bench.measure import count_flops, count_params, measure_latency, measure_memory
+from bench.measure import LatencySettings, count_flops, count_params, measure_latency, measure_memory
 
-LATENCY_KW = dict(warmup_s=0.3, min_samples=30, min_time_s=0.3, max_time_s=2.0)
+LATENCY = LatencySettings(warmup_s=0.3, min_samples=30, min_time_s=0.3, max_time_s=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _measure_all(model, x) -> dict:
     rec = {}
     rec.update(count_flops(model, x).as_dict())
     rec.update(count_params(model).as_dict())
-    rec.update(measure_latency(model, x, **LATENCY_KW).as_dict())
+    rec.update(measure_latency(model, x, LATENCY).as_dict())
     rec.update(measure_memory(model, x).as_dict())
     rec.update(measure_memory(model, x, train_step=True).as_dict())
     return rec
@@ -67,7 +67,7 @@ def test_latency_overhead_per_sample(benchmark, model_and_clip):
 
     def run():
         t0 = time.perf_counter()
-        lr = measure_latency(model, x, **LATENCY_KW)
+        lr = measure_latency(model, x, LATENCY)
         return time.perf_counter() - t0, lr
 
     wall, lr = benchmark.pedantic(run, rounds=3, iterations=1)

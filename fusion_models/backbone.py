@@ -150,6 +150,23 @@ class Backbone(nn.Module):
             _set_submodule(self.features, self._first_conv_path, new)
         return self
 
+    # ------------------------------------------------- where time may act inside it (TSM, slow fusion)
+    # The backbone owns these answers; the built-in ones and the adapted timm / torchvision / user classifiers
+    # read them off their module structure (``fusion_models.adapter``). A subclass may declare its own.
+    def units(self) -> list[tuple[str, nn.Module]]:
+        """``(path inside features, module)`` run one after another (nested plain ``Sequential``s expanded)."""
+        return adapter.units(self.features)
+
+    def shift_sites(self) -> list[tuple[str, int]]:
+        """Where TSM puts a temporal shift: ``(path inside features, input channels)`` of each module a shift goes
+        in front of (the first conv of every residual block, or every conv but the first of a plain chain)."""
+        return adapter.shift_sites(self.features)
+
+    def fusion_stages(self, count: int) -> list[tuple[int, list[str]]]:
+        """Where slow fusion stacks two time steps: ``(index into units(), entry-conv paths)`` of ``count``
+        stages (the last ``count`` that lower the resolution); ``AdaptError`` when there are not enough."""
+        return adapter.fusion_stages(self.features, self.in_channels, count=count, label=self.name)
+
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, C_in, H, W] -> [N, D, h, w]``."""
         return self.features(x)
@@ -183,9 +200,10 @@ def build_backbone(
 
     ``name`` is one of ``BACKBONES``, ``"timm:NAME"`` (any ``timm.create_model`` name), ``"tv:NAME"`` (a
     torchvision classification builder), a factory returning an ``nn.Module`` (called with no arguments), or
-    a module (deep-copied, so every model gets its own). Beyond the built-in three, the feature extractor,
-    its channel count D and (in TSM / slow fusion) the insertion points are read off the module structure
-    (``fusion_models.adapter``); a classifier that cannot be adapted raises ``AdaptError`` saying why.
+    a module (deep-copied, so every model gets its own). Beyond the built-in three, the feature extractor and
+    its channel count D are read off the module structure (``fusion_models.adapter``); a classifier that
+    cannot be adapted raises ``AdaptError`` saying why. A ``Backbone`` (or a factory returning one) is used as
+    it is: a subclass may declare its own ``shift_sites`` / ``fusion_stages`` (where TSM and slow fusion act).
 
     ``pretrained=True`` loads the library's weights from the local cache only; ``weights=PATH`` loads a
     local state-dict file (``.pth`` / ``.pt`` / ``.safetensors``): the classifier's, or its feature extractor's
@@ -209,6 +227,10 @@ def build_backbone(
         return Backbone(features, dim, name=name, pretrained=pretrained).inflate(in_channels, modality=modality)
     label = backbone_label(name)
     model = _classifier(name, label, pretrained=pretrained and weights is None)
+    if isinstance(model, Backbone):  # already an encoder (a subclass declaring its own sites): used as it is
+        if weights is not None:
+            _load_weights((model, model.features), weights, label)
+        return model.inflate(in_channels, modality=modality)
     features = adapter.feature_chain(model, label=label)
     if weights is not None:  # the classifier's state dict, or its feature extractor's (``backbone_state``)
         _load_weights((model, features), weights, label)

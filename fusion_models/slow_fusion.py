@@ -17,8 +17,8 @@ whereas the paper's stride 2 drops frames unless T is a multiple of 8. Karpathy 
 4 -> 2 -> 2 with stride 2 on 10 frames; here every fusing stage has extent 2 so the stages are the
 backbone's own (only their entry convs get 2C inputs), keeping the width budget of the shared encoder.
 
-Where the three fusing stages are is read off the backbone's structure (``adapter.fusion_stages``, no
-table per name): the last three units (nested ``Sequential``s expanded) that lower the spatial resolution,
+Where the three fusing stages are is the backbone's to say (``Backbone.fusion_stages``; the built-in and
+adapted ones read it off their structure, ``adapter.fusion_stages``, no table per name): the last three units (nested ``Sequential``s expanded) that lower the spatial resolution,
 after the stem; each one's entry convs (those reading its input, through parameter-free layers) get 2C
 inputs. For the built-in three this gives (none has an identity path):
 - ``small_cnn``: blocks 2, 3, 4;
@@ -30,7 +30,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adapter import fusion_stages, units
 from .backbone import Backbone, _set_submodule, inflate_conv
 from .clip import ClipSpec
 from .encoder import EncoderArgs
@@ -65,14 +64,17 @@ class SlowFusion(nn.Module):
         super().__init__()
         if temporal_stride not in (1, 2):
             raise ValueError(f"slow_fusion: temporal_stride must be 1 or 2, got {temporal_stride!r}")
-        stages = fusion_stages(backbone.features, backbone.in_channels, count=STAGES, label=backbone.name)
+        stages = backbone.fusion_stages(STAGES)
+        if len(stages) != STAGES:
+            raise ValueError(f"slow_fusion: backbone {backbone.name} declares {len(stages)} fusing stage(s) "
+                             f"(Backbone.fusion_stages); {STAGES} are needed")
         self.fuse_at = tuple(i for i, _ in stages)
         for _, paths in stages:
             for path in paths:
                 conv = backbone.features.get_submodule(path)
                 new = inflate_conv(conv, 2 * conv.in_channels, from_weights=backbone.pretrained)
                 _set_submodule(backbone.features, path, new)
-        self.units = [m for _, m in units(backbone.features)]  # plain list: the modules live in backbone
+        self.units = [m for _, m in backbone.units()]  # plain list: the modules live in backbone
         self.backbone = backbone
         self.head = head
         self.temporal_stride = temporal_stride

@@ -11,8 +11,8 @@ The shift is data movement: no parameter and no multiply-add, so ``tsm`` has exa
 parameters and (up to the zero-padding copies) its MACs; the only thing that differs is that neighbouring
 frames exchange a quarter of their channels inside every block.
 
-Where the shift goes is read off the backbone's structure (``adapter.shift_sites``, no table per name):
-before the first conv of every outermost *residual* module (one whose forward adds two tensors that both
+Where the shift goes is the backbone's to say (``Backbone.shift_sites``; the built-in and adapted ones read it
+off their structure, ``adapter.shift_sites``, no table per name): before the first conv of every outermost *residual* module (one whose forward adds two tensors that both
 depend on its input: the paper's "residual shift", so the identity path keeps each frame's own features);
 a backbone with no residual module gets the in-place shift before every conv but the first (which sees
 pixels). For the built-in three this gives:
@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapter import shift_sites
 from .backbone import Backbone
 from .clip import ClipSpec
 from .encoder import EncoderArgs
@@ -72,9 +71,14 @@ class TemporalShift(nn.Module):
 
 
 def insert_temporal_shift(enc: Backbone, *, fold_div: int = 8) -> list[TemporalShift]:
-    """Wrap ``enc``'s block-entry modules in ``TemporalShift`` (in place); returns the wrappers."""
+    """Wrap the modules ``enc.shift_sites()`` names in ``TemporalShift`` (in place); returns the wrappers.
+    A backbone that names none is a ``ValueError`` (a TSM without shifts would be late fusion)."""
+    sites = enc.shift_sites()
+    if not sites:
+        raise ValueError(f"tsm: backbone {enc.name} declares no temporal-shift site (Backbone.shift_sites is empty: "
+                         f"no residual block and no conv after its first)")
     shifts = []
-    for path, channels in shift_sites(enc.features):
+    for path, channels in sites:
         parent_path, _, leaf = path.rpartition(".")
         parent = enc.features.get_submodule(parent_path)
         shift = TemporalShift(getattr(parent, leaf), channels, fold_div=fold_div)

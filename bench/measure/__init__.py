@@ -5,7 +5,8 @@ unit-named record fields. Nothing here prints; an out-of-memory raises ``Measure
 
     count_flops(model, inputs)              -> FlopsResult   gmacs (fvcore), gflops_torch (= 2 x MACs)
     count_params(model)                     -> ParamsResult  total, trainable, first_conv, by_module
-    measure_latency(model, clip, ...)       -> LatencyResult latency_ms_p50/p90/p99/mean/iqr, ci95, samples
+    measure_latency(model, clip, settings)  -> LatencyResult latency_ms_p50/p90/p99/mean/iqr, ci95, samples
+                                               (settings: LatencySettings, warm-up / budget / amp / ...)
     measure_memory(model, clip, ...)        -> MemoryResult  peak_mem_mib, baseline_mib, reserved_mib
     measure_matmul_peak(device)             -> MatmulPeak    matmul_peak_gflops_s
     count_train_step_gmacs(model, clip, y)  -> float         forward + backward GMACs of one training step
@@ -17,7 +18,7 @@ from .accuracy import (
 )
 from .flops import FLOPS_POLICY, FlopsResult, count_flops, count_train_step_gmacs
 from .hardware import MatmulPeak, achieved_gflops_s, measure_matmul_peak
-from .latency import LatencyResult, measure_latency
+from .latency import LatencyResult, LatencySettings, measure_latency
 from .memory import LiveTensorBytes, MemoryResult, measure_memory
 from .params import ParamsResult, count_params
 
@@ -26,6 +27,7 @@ __all__ = [
     "FLOPS_POLICY",
     "FlopsResult",
     "LatencyResult",
+    "LatencySettings",
     "LiveTensorBytes",
     "MatmulPeak",
     "MeasureOOM",

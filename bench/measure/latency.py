@@ -7,7 +7,8 @@
                   so a sample is one call's device time from an idle queue (batch-1 latency as served)
     report:  p50 / p90 / p99 / mean / IQR in ms, order-statistic 95 % CI of the median, raw samples
 
-Works on any module, so a stage can be timed alone: for two-stream models ``measure_latency(model.flow,
+The timing settings are one frozen ``LatencySettings`` (warm-up, sampling budget, amp, channels_last, compile,
+threads). Works on any module, so a stage can be timed alone: for two-stream models ``measure_latency(model.flow,
 clip)`` times the Horn--Schunck flow (``[B, T, C, H, W] -> [B, T-1, 2, H, W]``); the flow share is
 ``flow.latency_ms_p50 / end_to_end.latency_ms_p50``.
 """
@@ -79,6 +80,40 @@ class LatencyResult:
         }
 
 
+@dataclass(frozen=True)
+class LatencySettings:
+    """How ``measure_latency`` times a call: the stopping rule of its warm-up and sampling, and the execution
+    knobs. Grouped as ``torch.utils.benchmark`` keeps them apart from the statement (``Timer(num_threads)``,
+    ``adaptive_autorange(threshold, min_run_time, max_run_time)``) and timm's ``benchmark.py`` keeps its
+    runner's (warm-up / bench iterations, precision, channels_last, compile) apart from the model: what is
+    timed and where (model, clip, ``batch_size``, ``device``) stay ``measure_latency``'s own arguments.
+
+    warm-up   one call outside any budget (compilation, lazy init), then until the median of the last
+              ``warmup_window`` calls is within ``warmup_rel_tol`` of the window before -- at least
+              ``2 * warmup_window`` calls -- or ``warmup_s`` is spent
+    sampling  until ``min_samples`` samples *and* ``min_time_s`` are reached, or ``max_time_s`` runs out
+              (never fewer than 5 samples)
+    knobs     ``amp`` (None | "fp16" | "bf16" autocast), ``channels_last`` (4-D weights and inputs NHWC, for
+              the measurement only), ``compile`` (``torch.compile``), ``num_threads`` (torch's intra-op
+              threads for the measurement only; 1 on a shared CPU: oversubscribed OpenMP threads stall for
+              whole scheduler quanta)
+    """
+
+    warmup_s: float = 2.0
+    warmup_window: int = 5
+    warmup_rel_tol: float = 0.05
+    min_samples: int = 30
+    min_time_s: float = 1.0
+    max_time_s: float = 10.0
+    amp: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+    num_threads: int | None = None
+
+
+DEFAULT_SETTINGS = LatencySettings()
+
+
 def batch_of(clip: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """``clip [B, ...]`` -> ``[batch_size, ...]`` by repeating ``clip[0]`` (contiguous, own memory)."""
     if batch_size is None or batch_size == clip.shape[0]:
@@ -126,46 +161,35 @@ def prepare(
 def measure_latency(
     model: nn.Module,
     clip: torch.Tensor | tuple,
+    settings: LatencySettings = DEFAULT_SETTINGS,
     *,
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
-    warmup_s: float = 2.0,
-    min_samples: int = 30,
-    min_time_s: float = 1.0,
-    max_time_s: float = 10.0,
-    amp: str | None = None,
-    channels_last: bool = False,
-    compile: bool = False,
-    num_threads: int | None = None,
-    warmup_window: int = 5,
-    warmup_rel_tol: float = 0.05,
 ) -> LatencyResult:
-    """Time ``model(clip)`` under ``torch.inference_mode()``.
+    """Time ``model(clip)`` under ``torch.inference_mode()``, as ``settings`` say (``LatencySettings``: warm-up,
+    sampling budget, amp, channels_last, compile, threads).
 
     ``clip``: ``[B, T, C, H, W]`` (or any input / tuple of inputs); ``batch_size`` replaces B by repeating
-    ``clip[0]`` (1 for latency, larger for throughput). Warm-up: one call outside any budget (compilation,
-    lazy init), then until stable -- at least ``2 * warmup_window`` calls -- or ``warmup_s`` spent. Sampling
-    runs until ``min_samples`` samples *and* ``min_time_s`` are reached, or ``max_time_s`` runs out (never
-    fewer than 5 samples). ``num_threads`` sets torch's intra-op threads for the measurement only (use 1
-    on a shared CPU: oversubscribed OpenMP threads stall for whole scheduler quanta). The model is moved
-    to ``device`` and put in eval mode (in place). Raises ``MeasureOOM`` when the batch does not fit.
+    ``clip[0]`` (1 for latency, larger for throughput). The model is moved to ``device`` and put in eval mode
+    (in place). Raises ``MeasureOOM`` when the batch does not fit.
     """
     dev = torch.device(resolve_device(device))
     old_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)
     try:
-        with oom_guard(f"latency at batch_size={batch_size}"), channels_last_for(model, channels_last):
-            fn, args, batch = prepare(model, clip, device=dev, batch_size=batch_size, channels_last=channels_last, compile=compile)
-            with torch.inference_mode(), _amp_context(dev, amp):
-                warm_iters, stable, per_call_s = _warm_up(fn, args, dev, warmup_s, warmup_window, warmup_rel_tol)
+        with oom_guard(f"latency at batch_size={batch_size}"), channels_last_for(model, settings.channels_last):
+            fn, args, batch = prepare(model, clip, device=dev, batch_size=batch_size, channels_last=settings.channels_last,
+                                      compile=settings.compile)
+            with torch.inference_mode(), _amp_context(dev, settings.amp):
+                warm_iters, stable, per_call_s = _warm_up(fn, args, dev, settings)
                 if dev.type == "cuda":
-                    samples = _sample_cuda(fn, args, per_call_s, min_samples, min_time_s, max_time_s)
+                    samples = _sample_cuda(fn, args, per_call_s, settings)
                 else:
-                    samples = _sample_cpu(fn, args, min_samples, min_time_s, max_time_s)
+                    samples = _sample_cpu(fn, args, settings)
         threads = torch.get_num_threads()
     finally:
-        if num_threads is not None:
+        if settings.num_threads is not None:
             torch.set_num_threads(old_threads)
 
     return LatencyResult(
@@ -176,9 +200,9 @@ def measure_latency(
         warmup_iters=warm_iters,
         warmup_stable=stable,
         timer="cuda_event" if dev.type == "cuda" else "perf_counter",
-        amp=amp,
-        channels_last=channels_last,
-        compiled=compile,
+        amp=settings.amp,
+        channels_last=settings.channels_last,
+        compiled=settings.compile,
     )
 
 
@@ -213,11 +237,13 @@ def _call_synced(fn, args, dev: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def _warm_up(fn, args, dev, warmup_s: float, k: int, rel_tol: float) -> tuple[int, bool, float]:
-    """Run until ``median(last k) / median(previous k) - 1`` is within ``rel_tol`` or ``warmup_s`` passes.
+def _warm_up(fn, args, dev, settings: LatencySettings) -> tuple[int, bool, float]:
+    """Run until ``median(last k) / median(previous k) - 1`` is within ``rel_tol`` or ``warmup_s`` passes
+    (``k = settings.warmup_window``, ``rel_tol = settings.warmup_rel_tol``).
 
     Returns (iterations including the first, stable?, median seconds per call of the last window).
     """
+    warmup_s, k, rel_tol = settings.warmup_s, settings.warmup_window, settings.warmup_rel_tol
     # The first call (torch.compile, lazy modules, backend autotuning) runs outside the budget: a 15 s
     # compile must not eat the warm-up that follows it. It is not part of the stability windows either.
     _call_synced(fn, args, dev)
@@ -240,7 +266,8 @@ def _warm_up(fn, args, dev, warmup_s: float, k: int, rel_tol: float) -> tuple[in
     return len(times) + 1, stable, window[len(window) // 2]
 
 
-def _sample_cpu(fn, args, min_samples: int, min_time_s: float, max_time_s: float) -> list[float]:
+def _sample_cpu(fn, args, settings: LatencySettings) -> list[float]:
+    min_samples, min_time_s, max_time_s = settings.min_samples, settings.min_time_s, settings.max_time_s
     samples: list[float] = []
     clock = time.perf_counter_ns
     start = clock()
@@ -257,10 +284,11 @@ def _sample_cpu(fn, args, min_samples: int, min_time_s: float, max_time_s: float
     return samples
 
 
-def _sample_cuda(fn, args, per_call_s: float, min_samples: int, min_time_s: float, max_time_s: float) -> list[float]:
+def _sample_cuda(fn, args, per_call_s: float, settings: LatencySettings) -> list[float]:
     """An event pair around each call and a synchronise on its end event: each sample is one call from an
     idle queue (launch overhead included, no overlap with the previous call). The sample count is planned
     from the warm-up's per-call time."""
+    min_samples, min_time_s, max_time_s = settings.min_samples, settings.min_time_s, settings.max_time_s
     planned = max(min_samples, int(min_time_s / max(per_call_s, 1e-6)) + 1)
     planned = min(planned, max(_MIN_SAMPLES_FLOOR, int(max_time_s / max(per_call_s, 1e-6))), _MAX_CUDA_SAMPLES)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -21,7 +21,13 @@ from typing import Any, Callable
 from torch import nn
 
 from .hardware import MachineState, MachineWindow
-from .latency import LatencyResult, measure_latency, summarize
+from .latency import (
+    DEFAULT_SETTINGS,
+    LatencyResult,
+    LatencySettings,
+    measure_latency,
+    summarize,
+)
 
 ROUND_SPREAD_BOUND = 0.10  # round medians may differ by 10 % (the IQR / median bound of torch's Measurement)
 DEFAULT_ROUNDS = 3         # the median of 3 rounds survives one slow window
@@ -30,12 +36,14 @@ QUALITIES = ("ok", "noisy", "contended")
 
 @dataclass
 class LatencyJob:
-    """One latency measurement to interleave: ``model(clip)`` with ``measure_latency`` keyword arguments."""
+    """One latency measurement to interleave: ``model(clip)`` on ``device``, timed as ``settings`` say (the
+    whole measurement's budget; each round gets its share, ``round_budget``)."""
 
     name: str
     model: nn.Module | Callable[[], nn.Module]  # a callable is built on first use (the runner's lazy build)
     clip: Any
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    settings: LatencySettings = DEFAULT_SETTINGS
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -97,18 +105,19 @@ def _spread(rounds: list[Round]) -> float:
     return max(meds) / min(meds) - 1.0 if len(meds) >= 2 else 0.0
 
 
-def round_budget(kwargs: dict[str, Any], rounds: int, index: int) -> dict[str, Any]:
+def round_budget(settings: LatencySettings, rounds: int, index: int) -> LatencySettings:
     """One round's share of a measurement budget: ``min_samples``, ``min_time_s``, ``max_time_s`` and (after
     the first round, whose warm-up settles the model) ``warmup_s`` divided by ``rounds``; never fewer than 5
     samples a round, so every round has a median."""
-    kw = dict(kwargs)
-    kw["min_samples"] = max(5, -(-int(kw.get("min_samples", 30)) // rounds))
-    kw["min_time_s"] = float(kw.get("min_time_s", 1.0)) / rounds
-    kw["max_time_s"] = float(kw.get("max_time_s", 10.0)) / rounds
-    if index > 0:  # another model ran in between and evicted the caches: re-warm, but briefly
-        kw["warmup_s"] = float(kw.get("warmup_s", 2.0)) / rounds
-    kw["min_time_s"] = min(kw["min_time_s"], kw["max_time_s"])
-    return kw
+    max_time_s = settings.max_time_s / rounds
+    return replace(
+        settings,
+        min_samples=max(5, -(-settings.min_samples // rounds)),
+        min_time_s=min(settings.min_time_s / rounds, max_time_s),
+        max_time_s=max_time_s,
+        # after the first round another model ran in between and evicted the caches: re-warm, but briefly
+        warmup_s=settings.warmup_s / rounds if index > 0 else settings.warmup_s,
+    )
 
 
 def measure_rounds(
@@ -158,9 +167,9 @@ def _run_pass(jobs, rounds, pass_, models, errors, emit, nvml) -> dict[str, list
                     models[job.name] = job.model() if not isinstance(job.model, nn.Module) else job.model
                 if models[job.name] is None:
                     continue
-                kw = round_budget(job.kwargs, rounds, r if pass_ == 0 else 1)
-                with MachineWindow(kw.get("device", "cpu"), nvml=nvml) as win:
-                    lat = measure_latency(models[job.name], job.clip, **kw)
+                settings = round_budget(job.settings, rounds, r if pass_ == 0 else 1)
+                with MachineWindow(job.device, nvml=nvml) as win:
+                    lat = measure_latency(models[job.name], job.clip, settings, device=job.device)
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # noqa: BLE001 - one broken model never stops the others' rounds

@@ -73,24 +73,17 @@ def evaluate_study(run: str, results_root: str | Path = "results") -> StudyResul
 def run_study(plan: StudyPlan, *, out: str | Path = "results", run_id: str | None = None, command: str = "",
               progress=None) -> str:
     """Run every point of ``plan`` into a new store (one ordinary run: resumable with ``bench study --resume``);
-    returns the run id. The CLI goes through ``bench.cli._execute`` instead, for its progress and resume."""
-    from ..results import RunStore, new_run_id
+    returns the run id. The CLI goes through ``bench.cli._execute`` instead, for its progress and resume; both run
+    through the one lifecycle, ``RunStore.begin`` then ``RunStore.execute``."""
+    from ..results import RunStore
     from ..runner import Runner
 
     if not plan.points:
         raise ValueError("no claim of this study can be tested with the selected models")
-    store = RunStore.create(Path(out), run_id or new_run_id("study"))
-    with store.lock():
-        store.start(plan.points, command=command or f"bench.study.run_study(profile={plan.profile!r})",
-                    device=plan.points[0].device)
-        store.update_meta(study=plan.meta())
-        runner = Runner(store, progress=progress)
-        try:
-            summary = runner.run(plan.points)
-        except BaseException:
-            store.finish(runner.summary, "interrupted")
-            raise
-        store.finish(summary, "complete")
+    store, lock = RunStore.begin(Path(out), plan.points, run_id=run_id, prefix="study", meta={"study": plan.meta()},
+                                 command=command or f"bench.study.run_study(profile={plan.profile!r})")
+    with lock:
+        store.execute(Runner(store, progress=progress), plan.points)
     return store.run_id
 
 

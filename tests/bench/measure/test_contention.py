@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from bench.measure import LatencySettings
 from bench.measure.rounds import LatencyJob, measure_rounds
 from fusion_models import build_model
 from fusion_models.clip import ClipSpec
@@ -31,9 +32,9 @@ def _jobs():
     torch.manual_seed(0)
     # One thread: an oversubscribed OpenMP team stalls for whole scheduler quanta (250 ms calls on a loaded
     # 2-core box), which would make this test slow, not more telling.
-    kw = dict(warmup_s=0.05, min_samples=15, max_time_s=0.6, num_threads=1)
+    settings = LatencySettings(warmup_s=0.05, min_samples=15, max_time_s=0.6, num_threads=1)
     return [LatencyJob(m, build_model(m, clip=CLIP, num_classes=8, backbone="small_cnn", width=16).eval(),
-                       CLIP.dummy(1), kw) for m in MODELS]
+                       CLIP.dummy(1), settings) for m in MODELS]
 
 
 class Busy:

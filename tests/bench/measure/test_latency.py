@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import MeasureOOM, measure_latency
+from bench.measure import LatencySettings, MeasureOOM, measure_latency
 from bench.measure.stats import median_ci, percentile
 
 
@@ -39,7 +39,8 @@ def _small_net() -> nn.Module:
 def test_result_fields_and_batch_sweep():
     m = _small_net()
     clip = torch.randn(1, 3, 16, 16)
-    lr = measure_latency(m, clip, batch_size=4, warmup_s=0.2, min_samples=20, min_time_s=0.05, max_time_s=1.0, num_threads=1)
+    lr = measure_latency(m, clip, LatencySettings(warmup_s=0.2, min_samples=20, min_time_s=0.05, max_time_s=1.0,
+                                                  num_threads=1), batch_size=4)
     assert lr.batch_size == 4 and lr.threads == 1 and lr.device == "cpu" and lr.timer == "perf_counter"
     assert lr.n_samples == len(lr.samples_ms) >= 20
     assert lr.latency_ms_ci95[0] <= lr.latency_ms_p50 <= lr.latency_ms_ci95[1]
@@ -53,7 +54,8 @@ def test_result_fields_and_batch_sweep():
 
 def test_threads_restored():
     before = torch.get_num_threads()
-    measure_latency(_small_net(), torch.randn(1, 3, 8, 8), warmup_s=0.05, min_samples=5, min_time_s=0.0, num_threads=1)
+    measure_latency(_small_net(), torch.randn(1, 3, 8, 8),
+                    LatencySettings(warmup_s=0.05, min_samples=5, min_time_s=0.0, num_threads=1))
     assert torch.get_num_threads() == before
 
 
@@ -68,7 +70,7 @@ def test_sub_stage_is_just_a_module():
             return self.head(self.flow(x))
 
     m = TwoStage()
-    stage = measure_latency(m.flow, torch.randn(1, 3, 8, 8), warmup_s=0.05, min_samples=5, min_time_s=0.0)
+    stage = measure_latency(m.flow, torch.randn(1, 3, 8, 8), LatencySettings(warmup_s=0.05, min_samples=5, min_time_s=0.0))
     assert stage.n_samples >= 5 and stage.latency_ms_p50 > 0
 
 
@@ -90,12 +92,12 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 def test_bad_amp_is_rejected():
     with pytest.raises(ValueError, match="amp"):
-        measure_latency(nn.Identity(), torch.zeros(1), amp="fp8", warmup_s=0.0)
+        measure_latency(nn.Identity(), torch.zeros(1), LatencySettings(amp="fp8", warmup_s=0.0))
 
 
 def test_bf16_autocast_and_channels_last_run():
-    lr = measure_latency(_small_net(), torch.randn(1, 3, 16, 16), amp="bf16", channels_last=True,
-                         warmup_s=0.05, min_samples=5, min_time_s=0.0)
+    lr = measure_latency(_small_net(), torch.randn(1, 3, 16, 16), LatencySettings(
+        amp="bf16", channels_last=True, warmup_s=0.05, min_samples=5, min_time_s=0.0))
     assert lr.amp == "bf16" and lr.channels_last and lr.n_samples >= 5
 
 
@@ -129,7 +131,8 @@ def test_latency_agrees_with_torch_utils_benchmark():
         ratios = []
         for _ in range(5):
             timer_ms = _timer_median_ms(model, x, 0.2)
-            lr = measure_latency(model, x, num_threads=1, warmup_s=0.2, min_samples=20, min_time_s=0.2, max_time_s=1.0)
+            lr = measure_latency(model, x, LatencySettings(num_threads=1, warmup_s=0.2, min_samples=20, min_time_s=0.2,
+                                                                 max_time_s=1.0))
             assert lr.threads == 1
             ratios.append(lr.latency_ms_p50 / timer_ms)
         median_ratio = sorted(ratios)[2]
@@ -143,6 +146,6 @@ def test_channels_last_does_not_leak_into_the_model():
     """The layout change is for the latency measurement only (the memory measurement that follows sees NCHW)."""
     net = _small_net()
     before = {k: v.stride() for k, v in net.state_dict().items()}
-    measure_latency(net, torch.randn(1, 3, 16, 16), channels_last=True, warmup_s=0.0, min_samples=5,
-                    min_time_s=0.0, max_time_s=0.5)
+    measure_latency(net, torch.randn(1, 3, 16, 16), LatencySettings(channels_last=True, warmup_s=0.0, min_samples=5,
+                                                                     min_time_s=0.0, max_time_s=0.5))
     assert {k: v.stride() for k, v in net.state_dict().items()} == before

@@ -111,8 +111,8 @@ def test_cuda_sampling_synchronises_each_call(monkeypatch):
             return float(other.t - self.t)
 
     monkeypatch.setattr(torch.cuda, "Event", Event)
-    samples = latency._sample_cuda(lambda: log.append("call"), (), per_call_s=0.01, min_samples=3, min_time_s=0.0,
-                                   max_time_s=0.05)
+    samples = latency._sample_cuda(lambda: log.append("call"), (), 0.01,
+                                   latency.LatencySettings(min_samples=3, min_time_s=0.0, max_time_s=0.05))
     assert samples == [2.0] * 3  # start -> call -> end, each timed on its own
     assert log == ["record", "call", "record", "sync"] * 3
 
@@ -127,12 +127,13 @@ class _Tagged(nn.Identity):
 @pytest.fixture
 def scripted(monkeypatch):
     """measure_latency returns scripted medians per (model, call); every window quiet unless listed."""
-    template = latency.measure_latency(nn.Identity(), torch.zeros(1), warmup_s=0.0, min_samples=5, max_time_s=0.01)
+    template = latency.measure_latency(nn.Identity(), torch.zeros(1),
+                                       latency.LatencySettings(warmup_s=0.0, min_samples=5, max_time_s=0.01))
     script: dict[str, list[float]] = {}
     contended_calls: set[int] = set()
     order: list[str] = []
 
-    def fake_measure(model, clip, **kw):
+    def fake_measure(model, clip, settings, **kw):
         order.append(model.tag)
         if script[model.tag] == "boom":
             raise RuntimeError("broken on purpose")
@@ -155,7 +156,7 @@ def scripted(monkeypatch):
 
 
 def _jobs(*tags):
-    return [LatencyJob(t, _Tagged(t), torch.zeros(1), {}) for t in tags]
+    return [LatencyJob(t, _Tagged(t), torch.zeros(1)) for t in tags]
 
 
 def test_rounds_interleave_and_agreeing_rounds_are_ok(scripted):
@@ -200,10 +201,10 @@ def test_a_failing_job_does_not_stop_the_others(scripted):
 
 
 def test_round_budget_and_worst_quality():
-    kw = round_budget({"min_samples": 20, "max_time_s": 1.5, "warmup_s": 0.3}, 3, 1)
-    assert kw["min_samples"] == 7 and kw["max_time_s"] == pytest.approx(0.5) and kw["warmup_s"] == pytest.approx(0.1)
-    assert round_budget({"min_samples": 5, "warmup_s": 0.3}, 3, 0)["min_samples"] == 5  # never < 5 a round
-    assert round_budget({"warmup_s": 0.3}, 3, 0)["warmup_s"] == 0.3  # first round: the full warm-up
+    kw = round_budget(latency.LatencySettings(min_samples=20, max_time_s=1.5, warmup_s=0.3), 3, 1)
+    assert kw.min_samples == 7 and kw.max_time_s == pytest.approx(0.5) and kw.warmup_s == pytest.approx(0.1)
+    assert round_budget(latency.LatencySettings(min_samples=5, warmup_s=0.3), 3, 0).min_samples == 5  # never < 5 a round
+    assert round_budget(latency.LatencySettings(warmup_s=0.3), 3, 0).warmup_s == 0.3  # first round: the full warm-up
     assert worst_quality(("ok", None), ("noisy", "x", "flow stage")) == ("noisy", "flow stage: x")
     assert worst_quality(("contended", "y"), ("noisy", "x")) == ("contended", "y; x")
     with pytest.raises(ValueError):
