@@ -191,8 +191,9 @@ PROFILES: dict[str, Profile] = {
         # 2400 training + 600 stopping clips (150 steps of 16 an epoch; a stopping evaluation every 75 steps);
         # 2500 validation clips keep a single-seed binomial 95 % interval within +-2 points at 50 % (Wilson
         # half-width 1.96 points). Batch 16: the same clips/s as 32 on 2 cores, and every model reached its
-        # plateau or ceiling on fewer clips, so the run took 27 % less training (docs/accuracy.md); the budget
-        # of 1500 steps (10 epochs) is 1.7x the most any model needed (early_fusion 900).
+        # plateau or ceiling on fewer clips, so the run took 27 % less training (docs/accuracy.md). Budget 1500
+        # steps (10 epochs): over seeds 0-2 the ceiling stops came by step 900 (early_fusion) and the longest
+        # plateau stop at 1425 (pool_attn, seed 1); none was capped.
         train_size=3000,
         val_size=2500,
         train=TrainSpec(batch_size=16, budget_steps=1500),
