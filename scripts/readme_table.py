@@ -101,9 +101,10 @@ def _pairs(df) -> None:
 
 
 def _seeds_table(*runs) -> None:
-    """Accuracy over the seeds of several runs: mean ± the 95 % t-interval half-width (scipy), per seed."""
+    """Accuracy over the seeds of several runs: mean ± the report's 95 % t-interval half-width, per seed."""
     import pandas as pd
-    from scipy import stats
+
+    from bench.report.tables import t_interval
 
     df = pd.concat(runs)
     acc = df[(df["status"] == "ok") & (df["measurement"] == "accuracy")].sort_values("seed")
@@ -114,8 +115,8 @@ def _seeds_table(*runs) -> None:
     def cells(m: str, _) -> list[str]:
         d = by[m]
         x = 100 * d["acc_top1"].to_numpy()
-        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / len(x) ** 0.5 if len(x) > 1 else float("nan")
-        return [f"{x.mean():.1f} ± {half:.1f}", " / ".join(f"{v:.1f}" for v in x),
+        mean, half, _ = t_interval(x)
+        return [f"{mean:.1f} ± {half:.1f}", " / ".join(f"{v:.1f}" for v in x),
                 " / ".join(d["stop_reason"].astype(str)), " / ".join(f"{v:.0f}" for v in d["steps"])]
 
     seeds = " / ".join(str(s) for s in sorted(set(acc["seed"])))
