@@ -54,18 +54,27 @@ def throughput_cmd(
     device: str = typer.Option("cpu", help="cpu | cuda"),
     threads: Optional[int] = typer.Option(None, help="threads for torch and OpenCV alike"),
     farneback: bool = typer.Option(True, "--farneback/--no-farneback", help="also time OpenCV Farneback (CPU)"),
+    backends: str = typer.Option("auto", help="Horn-Schunck backends, one row each: auto | torch | fused"),
+    epe: bool = typer.Option(True, "--epe/--no-epe", help="EPE beside each rate (shift and rotation scenes)"),
     csv: Optional[Path] = typer.Option(None, help="also write the table as CSV"),
 ) -> None:
-    """Flow fields/s of our Horn-Schunck module vs OpenCV Farneback."""
+    """Flow fields/s of our Horn-Schunck module vs OpenCV Farneback, with each method's EPE at that size."""
+    from fusion_models.flow import BACKENDS
+
     from .flowbench import flow_throughput
     from .measure import resolve_device
 
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    bad = [b for b in names if b not in BACKENDS]
+    if not names or bad:
+        fail(f"--backends must be a comma-separated list of {', '.join(BACKENDS)}, got {backends!r}")
     try:
         dev = resolve_device(device)
         df = flow_throughput([int(s) for s in _floats(sizes, "--sizes", 8, True)],
                              [int(b) for b in _floats(batches, "--batches", 1, True)],
                              dev, frames=_at_least(frames, "--frames", 2), farneback=farneback,
-                             threads=None if threads is None else _at_least(threads, "--threads", 1))
+                             threads=None if threads is None else _at_least(threads, "--threads", 1),
+                             backends=names, epe=epe)
     except ValueError as exc:
         fail(str(exc))
     _show(df, "optical-flow throughput (fields/s)", csv)

@@ -193,43 +193,74 @@ class ThroughputRecord:
     ms_per_call_iqr: float
     runs: int               # timed blocks behind the median
     threads: int            # torch intra-op threads, and OpenCV's pool size during the Farneback runs
+    impl: str = ""          # what computed it: the HS backend ("fused(numba X)" / "torch") or "opencv X"
+    epe_px: float = float("nan")  # mean EPE at this size on the shift 0.5-3 px and 3° rotation scenes (EPE_SCENES)
+
+
+# The scenes behind the throughput table's EPE column: translations (s, s/2) and a rotation, 3 seeds each.
+EPE_SHIFTS = (0.5, 1.0, 2.0, 3.0)
+EPE_ROTATIONS = (3.0,)
 
 
 def flow_throughput(sizes: Sequence[int] = (32, 64, 112), batches: Sequence[int] = (1, 32), device: str = "cpu", *,
                     frames: int = 8, min_run_time_s: float = 0.5, farneback: bool = True,
-                    hs_kwargs: dict | None = None, threads: int | None = None) -> pd.DataFrame:
+                    hs_kwargs: dict | None = None, threads: int | None = None,
+                    backends: Sequence[str] = ("auto",), epe: bool = True) -> pd.DataFrame:
     """Throughput (flow fields/s) of HornSchunck on ``device`` and Farneback (CPU) on ``[batch, frames, 3, S, S]``.
 
     Timing uses ``torch.utils.benchmark`` (one warm-up call, then blocked runs for at least ``min_run_time_s``;
     median and IQR). On CUDA the timer synchronises. A failing size (e.g. OOM) becomes a record with NaN rates.
     ``threads`` (default: torch's current count) is applied to torch and OpenCV alike, so both methods get
-    the same cores; on a shared machine ``threads=1`` gives the steadiest comparison.
+    the same cores; on a shared machine ``threads=1`` gives the steadiest comparison. ``backends``: one
+    Horn–Schunck row per backend (``"auto"``, ``"torch"``, ``"fused"``). ``epe``: each row also carries the
+    method's mean EPE at that size on the shift and rotation scenes (``EPE_SHIFTS``, ``EPE_ROTATIONS``), so
+    speed is never read without accuracy.
     """
     import cv2
     from torch.utils import benchmark as tb
 
-    hs = HornSchunck(**(hs_kwargs or {})).to(device)
+    flows = {f"horn_schunck:{b}": HornSchunck(**{**(hs_kwargs or {}), "backend": b}).to(device) for b in backends}
     threads = torch.get_num_threads() if threads is None else int(threads)
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:
-        return _throughput(hs, sizes, batches, device, frames, min_run_time_s, farneback, threads, tb)
+        return _throughput(flows, sizes, batches, device, frames, min_run_time_s, farneback, threads, tb, epe)
     finally:
         cv2.setNumThreads(cv_threads)
 
 
-def _throughput(hs: HornSchunck, sizes: Sequence[int], batches: Sequence[int], device: str, frames: int,
-                min_run_time_s: float, farneback: bool, threads: int, tb) -> pd.DataFrame:
+def _impl(hs: HornSchunck, device: str) -> str:
+    return hs.cpu_backend if str(device) == "cpu" and hs.backend != "torch" else "torch"
+
+
+def _epe_at(size: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    df = flow_robustness(size=size, sigmas=(), pans=(), shifts=EPE_SHIFTS, rotations=EPE_ROTATIONS,
+                         methods={"m": fn})
+    return float(df["epe_px"].mean())
+
+
+def _throughput(flows: dict[str, HornSchunck], sizes: Sequence[int], batches: Sequence[int], device: str,
+                frames: int, min_run_time_s: float, farneback: bool, threads: int, tb, epe: bool) -> pd.DataFrame:
+    import cv2
+
     records = []
     for size in sizes:
+        errors: dict[str, float] = {}
+        if epe:
+            for key, hs in flows.items():
+                errors[key] = _epe_at(size, lambda c, hs=hs: _no_grad(hs, c.to(device)).cpu())
+            if farneback:
+                errors["farneback"] = _epe_at(size, farneback_flow)
         for batch in batches:
             clip = torch.rand(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(size + batch))
-            runs: list[tuple[str, str, Callable[[], object]]] = []
+            runs: list[tuple[str, str, str, Callable[[], object]]] = []
             dev_clip = clip.to(device)
-            runs.append(("horn_schunck", str(device), lambda c=dev_clip: _no_grad(hs, c)))
+            for key, hs in flows.items():
+                runs.append((key, str(device), _impl(hs, device), lambda c=dev_clip, hs=hs: _no_grad(hs, c)))
             if farneback:
-                runs.append(("farneback", "cpu", lambda c=clip: farneback_flow(c)))
-            for method, dev, fn in runs:
+                runs.append(("farneback", "cpu", f"opencv {cv2.__version__}", lambda c=clip: farneback_flow(c)))
+            for key, dev, impl, fn in runs:
+                method = key.split(":")[0]
                 fields = batch * (frames - 1)
                 try:
                     fn()  # burn-in: allocator, oneDNN primitive caches
@@ -239,7 +270,8 @@ def _throughput(hs: HornSchunck, sizes: Sequence[int], batches: Sequence[int], d
                 except RuntimeError:  # OOM on a device: keep the row, mark it unmeasured
                     med, iqr, n = float("nan"), float("nan"), 0
                 records.append(ThroughputRecord(method, dev, size, batch, frames, fields, fields / med,
-                                                1e3 * med, 1e3 * iqr, n, threads))
+                                                1e3 * med, 1e3 * iqr, n, threads, impl,
+                                                errors.get(key, float("nan"))))
     return pd.DataFrame([asdict(r) for r in records])
 
 

@@ -1,5 +1,5 @@
-"""The EPE and throughput tables of docs/flow.md and README: ours (PCG, the default) vs the classic Jacobi
-solver (the default before) vs single-scale vs OpenCV Farneback.
+"""The EPE and throughput tables of docs/flow.md and README: ours (PCG, the default, on the fused CPU
+kernel and on torch ops) vs the classic Jacobi solver vs single-scale vs OpenCV Farneback.
 
     python benchmarks/flow_tables.py epe --sizes 32,112            # deterministic: EPE does not depend on load
     python benchmarks/flow_tables.py speed --threads 2 --rounds 3  # run on an idle machine; says the load
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.flowbench import default_methods, flow_robustness
+from bench.flowbench import _epe_at, default_methods, flow_robustness
 from fusion_models.flow import HornSchunck, farneback_flow
 
 
@@ -26,8 +26,9 @@ def _methods() -> dict:
             with torch.no_grad():
                 return m(clip)
         return fn
-    return {"HS pcg (default)": no_grad(HornSchunck()),
-            "HS jacobi (before)": no_grad(HornSchunck(solver="jacobi")),
+    return {"HS pcg fused (default)": no_grad(HornSchunck()),
+            "HS pcg torch": no_grad(HornSchunck(backend="torch")),
+            "HS jacobi": no_grad(HornSchunck(solver="jacobi")),
             "HS single-scale": no_grad(HornSchunck(levels=1)),
             "Farneback": default_methods()["farneback"]}
 
@@ -52,14 +53,16 @@ def speed(sizes: list[int], batches: list[int], threads: int, rounds: int) -> No
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-    methods = {"HS pcg (default)": HornSchunck(), "HS jacobi (before)": HornSchunck(solver="jacobi"),
-               "Farneback": farneback_flow}
-    print(f"\nthreads {threads} (torch and OpenCV), {rounds} interleaved rounds, load average before "
-          f"{os.getloadavg()[0]:.2f}, {torch.__version__}\n")
-    print("| size | batch (fields) | " + " | ".join(f"{m} fields/s" for m in methods) + " | pcg / Farneback |")
-    print("|---:|---:|" + "---:|" * (len(methods) + 1))
+    hs = {"fused": HornSchunck(), "torch": HornSchunck(backend="torch")}
+    methods = {"HS fused (default)": hs["fused"], "HS torch ops (before)": hs["torch"], "Farneback": farneback_flow}
+    print(f"\nthreads {threads} (torch, numba and OpenCV), {rounds} interleaved rounds, load average before "
+          f"{os.getloadavg()[0]:.2f}, torch {torch.__version__}, {hs['fused'].cpu_backend}, OpenCV {cv2.__version__}\n")
+    print("| size | batch (fields) | " + " | ".join(f"{m} fields/s" for m in methods)
+          + " | fused / torch | fused / Farneback | EPE px fused | EPE px torch | EPE px Farneback |")
+    print("|---:|---:|" + "---:|" * (len(methods) + 5))
     with torch.no_grad():
         for size in sizes:
+            err = {m: _epe_at(size, fn) for m, fn in methods.items()}
             for batch in batches:
                 clip = torch.rand(batch, 8, 3, size, size, generator=torch.Generator().manual_seed(size + batch))
                 for fn in methods.values():
@@ -74,8 +77,9 @@ def speed(sizes: list[int], batches: list[int], threads: int, rounds: int) -> No
                             times.append(time.perf_counter() - a)
                         per[name].append(statistics.median(times))
                 rate = {m: 7 * batch / statistics.median(v) for m, v in per.items()}
-                print(f"| {size}² | {batch} ({7 * batch}) | " + " | ".join(f"{r:.0f}" for r in rate.values())
-                      + f" | {rate['HS pcg (default)'] / rate['Farneback']:.2f}x |")
+                f, t, fb = rate.values()
+                print(f"| {size}² | {batch} ({7 * batch}) | " + " | ".join(f"{r:,.0f}" for r in rate.values())
+                      + f" | {f / t:.2f}× | {f / fb:.2f}× | " + " | ".join(f"{e:.3f}" for e in err.values()) + " |")
     print(f"\nload average after {os.getloadavg()[0]:.2f}")
 
 

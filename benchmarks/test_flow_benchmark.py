@@ -16,7 +16,8 @@ from fusion_models.flow import HornSchunck, farneback_flow
 FRAMES = 8
 SIZES = (32, 64, 112)
 BATCHES = (1, 32)
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# (device, backend): the fused kernel (CPU default) and the torch ops it replaced; torch ops on CUDA
+CASES = [("cpu", "fused"), ("cpu", "torch")] + ([("cuda", "torch")] if torch.cuda.is_available() else [])
 
 
 def _clip(batch: int, size: int) -> torch.Tensor:
@@ -28,11 +29,11 @@ def _rounds(batch: int, size: int) -> int:
     return 3 if batch * size * size >= 32 * 64 * 64 else 10
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device, backend", CASES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("size", SIZES)
-def test_horn_schunck_throughput(benchmark, size, batch, device):
-    hs = HornSchunck().to(device)
+def test_horn_schunck_throughput(benchmark, size, batch, device, backend):
+    hs = HornSchunck(backend=backend).to(device)
     clip = _clip(batch, size).to(device)
 
     def run() -> torch.Tensor:
@@ -43,7 +44,7 @@ def test_horn_schunck_throughput(benchmark, size, batch, device):
         return out
 
     benchmark.group = f"flow {size}x{size} batch {batch}"
-    benchmark.extra_info.update(method="horn_schunck", device=device, fields=batch * (FRAMES - 1),
+    benchmark.extra_info.update(method=f"horn_schunck[{backend}]", device=device, fields=batch * (FRAMES - 1),
                                 threads=torch.get_num_threads())
     flow = benchmark.pedantic(run, rounds=_rounds(batch, size), warmup_rounds=1)
     assert flow.shape == (batch, FRAMES - 1, 2, size, size)

@@ -54,9 +54,11 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.flop_counter
 from torch import nn
 
-__all__ = ["HornSchunck", "stack_flow", "farneback_flow", "frames_to_clip", "GRAY_WEIGHTS", "HS_KAPPA", "SOLVERS"]
+__all__ = ["HornSchunck", "stack_flow", "farneback_flow", "frames_to_clip", "GRAY_WEIGHTS", "HS_KAPPA", "SOLVERS",
+           "BACKENDS", "fused_unavailable", "hs_conv_macs"]
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, also what OpenCV's cvtColor(RGB2GRAY) uses
 HS_KAPPA = 3.0  # ∇²u ≈ κ(ū - u) for the Horn–Schunck averaging kernel at unit grid spacing
@@ -64,6 +66,9 @@ HS_KAPPA = 3.0  # ∇²u ≈ κ(ū - u) for the Horn–Schunck averaging kernel 
 # steps than "jacobi" (the classic update, notes §5) in 12 on every shift and rotation set (docs/flow.md).
 SOLVERS = {"pcg": 4, "jacobi": 12}
 CPU_CHUNK_PIXELS = 1 << 18  # flow pixels per CPU pass (~3 clips of T=8 at 112²), see _clips_per_chunk
+# Who computes it: "torch" (convs and pointwise torch ops, any device, autograd), "fused" (one numba kernel per
+# frame pair, CPU float32; fusion_models/_hs_fused.py), "auto" = fused on CPU where numba imports, else torch.
+BACKENDS = ("auto", "torch", "fused")
 
 
 def _average_kernel() -> torch.Tensor:
@@ -106,8 +111,12 @@ class HornSchunck(nn.Module):
         min_size: a coarser level is only added while its shorter side stays >= ``min_size`` pixels.
         solver: ``"pcg"`` (preconditioned conjugate gradients, default) or ``"jacobi"`` (the classic update),
             both on the same energy.
-        chunk_pixels: on CPU, at most this many flow pixels (pairs x H x W) per pass; None = the whole batch.
-            Changes speed only, never a bit of the result.
+        chunk_pixels: on CPU, at most this many flow pixels (pairs x H x W) per pass of the torch backend;
+            None = the whole batch. Changes speed only, never a bit of the result.
+        backend: ``"auto"`` (default: the fused kernel on CPU where numba imports, torch ops elsewhere),
+            ``"torch"`` (torch ops: any device, differentiable) or ``"fused"`` (CPU only). Both solve the same
+            system with the same stencils and agree to float32 rounding (tested); ``cpu_backend`` says which
+            one a CPU call uses.
 
     Input: float in [0, 1] with C = 3 (RGB, converted to BT.601 luma) or C = 1; uint8 is converted by /255.
     The whole computation is convolutions (counted by FLOP counters), bilinear warps and pointwise ops (the
@@ -116,10 +125,15 @@ class HornSchunck(nn.Module):
     """
 
     def __init__(self, *, iterations: int | None = None, lam: float = 0.002, warps: int = 2, levels: int = 4,
-                 min_size: int = 8, solver: str = "pcg", chunk_pixels: int | None = CPU_CHUNK_PIXELS) -> None:
+                 min_size: int = 8, solver: str = "pcg", chunk_pixels: int | None = CPU_CHUNK_PIXELS,
+                 backend: str = "auto") -> None:
         super().__init__()
         if solver not in SOLVERS:
             raise ValueError(f"HornSchunck: solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"HornSchunck: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "fused" and fused_unavailable():
+            raise ValueError(f"HornSchunck: backend='fused' needs numba ({fused_unavailable()})")
         if iterations is None:
             iterations = SOLVERS[solver]
         if chunk_pixels is not None and (not isinstance(chunk_pixels, int) or chunk_pixels < 1):
@@ -141,6 +155,9 @@ class HornSchunck(nn.Module):
         self.warps = warps
         self.solver = solver
         self.chunk_pixels = chunk_pixels
+        self.backend = backend
+        if backend != "torch" and not fused_unavailable():
+            _fused_warm()  # JIT compile (or load from numba's cache) now, not inside a timed call
         # Buffers (not parameters) so .to(device) moves them; non-persistent to stay out of model state_dicts.
         # Kept in float64 (exact taps for float64 checks) and cast to the compute dtype once per call.
         f64 = torch.float64
@@ -163,8 +180,19 @@ class HornSchunck(nn.Module):
 
     def extra_repr(self) -> str:
         # chunk_pixels is left out: it changes how the work is cut, never a bit of the flow (tested)
+        # the CPU backend is shown resolved: the two agree to rounding, not bit for bit, so the training flow
+        # cache (which keys on this text and the device) never mixes their fields
         return (f"solver={self.solver}, iterations={self.iterations}, lam={self.lam}, warps={self.warps}, "
-                f"levels={self.levels}, min_size={self.min_size}")
+                f"levels={self.levels}, min_size={self.min_size}, cpu_backend={self.cpu_backend}")
+
+    @property
+    def cpu_backend(self) -> str:
+        """What a CPU call computes with: ``"fused"`` (with the numba version) or ``"torch"``."""
+        if self.backend == "torch" or fused_unavailable():
+            return "torch"
+        import numba
+
+        return f"fused(numba {numba.__version__})"
 
     # ----------------------------------------------------------------------------------------------- input
     def gray(self, clip: torch.Tensor) -> torch.Tensor:
@@ -203,10 +231,45 @@ class HornSchunck(nn.Module):
         _check_clip(clip)
         # Under AMP the convs would run in half: Ix² + Iy² (~1e-4..1e-2) and α² lose most of their digits.
         with torch.autocast(device_type=clip.device.type, enabled=False):
+            if self._fused(clip):
+                return self._flow_fused(clip)
             per = self._clips_per_chunk(clip)
             if per >= clip.shape[0]:
                 return self._flow(clip)
             return torch.cat([self._flow(clip[i:i + per]) for i in range(0, clip.shape[0], per)])
+
+    def _fused(self, clip: torch.Tensor) -> bool:
+        """Whether this call runs the fused kernel (``backend``; a clip that needs a gradient goes to torch)."""
+        if self.backend == "torch":
+            return False
+        wants_grad = clip.requires_grad and torch.is_grad_enabled()
+        if self.backend == "fused":
+            if clip.device.type != "cpu":
+                raise ValueError(f"HornSchunck: backend='fused' runs on CPU, got a clip on {clip.device}")
+            if wants_grad:
+                raise ValueError("HornSchunck: backend='fused' has no gradient; use backend='torch' for a clip "
+                                 "that requires grad")
+            return True
+        return (clip.device.type == "cpu" and not wants_grad and clip.dtype != torch.float64
+                and not fused_unavailable())
+
+    def _flow_fused(self, clip: torch.Tensor) -> torch.Tensor:
+        """The fused CPU kernel (``fusion_models/_hs_fused.py``) through the ``fusionbench::horn_schunck`` op."""
+        b, t, _, h, w = (int(v) for v in clip.shape)   # int(): under torch.jit.trace (fvcore) sizes are tensors
+        gray = self._gray(clip)
+        out_dtype = gray.dtype
+        frames = gray.to(torch.float32).reshape(b * t, h, w).contiguous()
+        sizes = self.pyramid_sizes(h, w)
+        from . import _hs_fused
+
+        # Scratch as torch tensors, so the live-tensor memory measurement sees the kernel's working set.
+        workers = max(1, min(_fused_threads(), b * (t - 1)))
+        pyramid = frames.new_empty(_hs_fused.pyramid_floats(b * t, sizes))
+        scratch = frames.new_empty(workers, _hs_fused.scratch_floats(h, w))
+        flow = torch.ops.fusionbench.horn_schunck(
+            frames, pyramid, scratch, b, t, [v for hw in sizes for v in hw], self.warps, self.iterations,
+            self.alpha2, self.solver == "pcg")
+        return flow.view(b, t - 1, 2, h, w).to(out_dtype)
 
     def _clips_per_chunk(self, clip: torch.Tensor) -> int:
         """Clips per pass on CPU: a batch whose per-iteration tensors outgrow the caches is cut into chunks of
@@ -375,20 +438,109 @@ class HornSchunck(nn.Module):
         return d, flow.reshape(-1, 2, h, w).to(d.dtype)
 
     def conv_macs(self, frames: int, height: int, width: int, channels: int = 3) -> int:
-        """Convolution multiply-accumulates of one clip ``[1, T, C, H, W]``, as FLOP counters count them."""
-        macs = 0                                                                     # luma: pointwise (_gray)
-        sizes = self.pyramid_sizes(height, width)
-        for h, w in sizes[1:]:
-            macs += frames * h * w * 16                                              # 4x4 stride-2 blur
-        pairs = frames - 1
-        for level, (h, w) in enumerate(reversed(sizes)):                             # coarse to fine
-            macs += self.warps * pairs * h * w * 3 * 25                              # derivative conv (depthwise)
-            if self.solver == "jacobi":
-                convs = self.warps * self.iterations
-            else:  # one A-product per step, plus the initial residual wherever a flow0 exists (all but the first solve)
-                convs = self.warps * self.iterations + (self.warps - (level == 0) if self.iterations else 0)
-            macs += convs * pairs * h * w * 2 * 9                                    # averaging conv
-        return macs
+        """Convolution multiply-accumulates of one clip ``[1, T, C, H, W]``, as FLOP counters count them.
+
+        The torch backend's convolutions, counted by the counters themselves; the fused kernel does the
+        same stencil work and its op reports this number to both counters (``hs_conv_macs``)."""
+        return hs_conv_macs(frames, self.pyramid_sizes(height, width), self.warps, self.iterations,
+                            self.solver == "pcg")
+
+
+def hs_conv_macs(frames: int, sizes: Sequence[tuple[int, int]], warps: int, iterations: int, pcg: bool) -> int:
+    """Convolution MACs of one clip of ``frames`` frames with pyramid level ``sizes`` (fine to coarse)."""
+    macs = 0                                                                         # luma: pointwise (_gray)
+    for h, w in sizes[1:]:
+        macs += frames * h * w * 16                                                  # 4x4 stride-2 blur
+    pairs = frames - 1
+    for level, (h, w) in enumerate(reversed(sizes)):                                 # coarse to fine
+        macs += warps * pairs * h * w * 3 * 25                                       # derivative conv (depthwise)
+        if not pcg:
+            convs = warps * iterations
+        else:  # one A-product per step, plus the initial residual wherever a flow0 exists (all but the first solve)
+            convs = warps * iterations + (warps - (level == 0) if iterations else 0)
+        macs += convs * pairs * h * w * 2 * 9                                        # averaging conv
+    return macs
+
+
+# ------------------------------------------------------------------------------------- the fused backend
+_FUSED_ERROR: list[str | None] = []   # memo of fused_unavailable(): [] = not tried yet
+
+
+def fused_unavailable() -> str | None:
+    """None where the fused kernel can run (numba imports), else why not (one line)."""
+    if not _FUSED_ERROR:
+        try:
+            import numba  # noqa: F401
+
+            _FUSED_ERROR.append(None)
+        except Exception as exc:  # ImportError, or a numba that fails to load its LLVM
+            _FUSED_ERROR.append(f"numba not importable: {type(exc).__name__}: {exc}")
+    return _FUSED_ERROR[0]
+
+
+def _fused_warm() -> None:
+    """Compile the fused kernel once per process (numba caches it on disk: ~20 s the first time on a
+    machine, ~1-2 s to load afterwards), so no training or latency timer of a model pays for it."""
+    if _FUSED_WARM:
+        return
+    _FUSED_WARM.append(True)
+    frames = torch.rand(4, 8, 8)
+    sizes = [8, 8, 4, 4]
+    from . import _hs_fused
+
+    for pcg in (True, False):
+        torch.ops.fusionbench.horn_schunck(frames, frames.new_empty(_hs_fused.pyramid_floats(4, [(8, 8), (4, 4)])),
+                                           frames.new_empty(1, _hs_fused.scratch_floats(8, 8)), 2, 2, sizes, 1, 1,
+                                           0.006, pcg)
+
+
+_FUSED_WARM: list[bool] = []
+
+
+def _fused_threads() -> int:
+    """Workers for the fused kernel: torch's intra-op threads (what --threads sets), within numba's pool."""
+    import numba
+
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+@torch.library.custom_op("fusionbench::horn_schunck", mutates_args=("pyramid", "scratch"), device_types="cpu")
+def _horn_schunck_op(frames: torch.Tensor, pyramid: torch.Tensor, scratch: torch.Tensor, clips: int, length: int,
+                     sizes: list[int], warps: int, iterations: int, alpha2: float, pcg: bool) -> torch.Tensor:
+    """Flow ``[clips*(length-1), 2, H, W]`` of luma ``frames [clips*length, H, W]`` (float32, CPU)."""
+    import numpy as np
+
+    from . import _hs_fused
+
+    _, h, w = frames.shape
+    out = frames.new_empty(clips * (length - 1), 2, h, w)
+    hs = np.asarray(sizes[0::2], dtype=np.int64)
+    ws = np.asarray(sizes[1::2], dtype=np.int64)
+    _fused_threads()
+    _hs_fused.horn_schunck_flow(frames.numpy(), clips, length, hs, ws, warps, iterations, alpha2, pcg,
+                                pyramid.numpy(), scratch.numpy(), out.numpy())
+    return out
+
+
+@_horn_schunck_op.register_fake
+def _(frames, pyramid, scratch, clips, length, sizes, warps, iterations, alpha2, pcg):
+    return frames.new_empty(clips * (length - 1), 2, frames.shape[-2], frames.shape[-1])
+
+
+def _horn_schunck_op_macs(frames: int, clips: int, length: int, sizes: Sequence[int], warps: int,
+                          iterations: int, pcg: bool) -> int:
+    """MACs of one op call (what the torch backend's convolutions would count): clips x per-clip MACs."""
+    levels = list(zip(sizes[0::2], sizes[1::2]))
+    return clips * hs_conv_macs(length, levels, warps, iterations, pcg)
+
+
+@torch.utils.flop_counter.register_flop_formula(torch.ops.fusionbench.horn_schunck)
+def _horn_schunck_flop(frames_shape, pyramid_shape, scratch_shape, clips, length, sizes, warps, iterations,
+                       alpha2, pcg, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode's unit: 2 x MACs (our own op, so registered globally: every counter sees it)."""
+    return 2 * _horn_schunck_op_macs(frames_shape[0], clips, length, sizes, warps, iterations, pcg)
 
 
 _TINY = 1e-30  # below any non-zero float32 inner product of a frame pair; guards 0/0 on flat frames

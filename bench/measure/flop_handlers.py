@@ -66,7 +66,30 @@ def sdpa_macs_jit(inputs: Sequence[Any], outputs: Sequence[Any]) -> int:
     return prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def _jit_constant(val: Any) -> Any:
+    """The value of a traced constant argument (a ``prim::ListConstruct`` of constants becomes a list)."""
+    node = val.node()
+    if node.kind() == "prim::ListConstruct":
+        return [_jit_constant(v) for v in node.inputs()]
+    value = val.toIValue()
+    if value is None:
+        raise ValueError(f"argument {val.debugName()} is not a constant in the trace")
+    return value
+
+
+def horn_schunck_macs_jit(inputs: Sequence[Any], outputs: Sequence[Any]) -> int:
+    """``fusionbench::horn_schunck`` (the fused CPU flow) -> the convolution MACs the torch backend runs."""
+    from fusion_models.flow import _horn_schunck_op_macs
+
+    frames = _jit_shape(inputs[0])
+    if frames is None:
+        raise ValueError("horn_schunck frames have no static shape in the trace")
+    clips, length, sizes, warps, iterations, _alpha2, pcg = (_jit_constant(v) for v in inputs[3:10])
+    return _horn_schunck_op_macs(frames[0], clips, length, sizes, warps, iterations, pcg)
+
+
 FVCORE_HANDLES = {
+    "fusionbench::horn_schunck": horn_schunck_macs_jit,
     "aten::lstm": rnn_macs_jit,
     "aten::gru": rnn_macs_jit,
     "aten::rnn_tanh": rnn_macs_jit,

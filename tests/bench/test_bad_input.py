@@ -150,6 +150,7 @@ CASES = [
     ("flow-batches-zero", "flow throughput --batches 0", "--batches"),
     ("flow-sizes-zero", "flow throughput --sizes 0", "--sizes"),
     ("flow-frames-one", "flow throughput --frames 1", "--frames"),
+    ("flow-backend-unknown", "flow throughput --backends numba", "--backends"),
     ("flow-threads-zero", "flow throughput --threads 0", "--threads"),
 ]
 

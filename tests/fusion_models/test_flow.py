@@ -166,17 +166,22 @@ def _hand_average(u: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_jacobi_updates_match_hand_computation():
+def _hand_jacobi(sweeps: int = 2, lam: float = 0.05):
+    """Two random 5x6 frames and ``sweeps`` Jacobi updates of the notes' equation computed by hand."""
     rng = np.random.default_rng(0)
     i1, i2 = rng.random((5, 6)), rng.random((5, 6))
-    lam = 0.05
     alpha2 = 3 * lam  # κ = 3
     ix, iy, it = _hand_derivatives(i1, i2)
     u, v = np.zeros_like(i1), np.zeros_like(i1)
-    for _ in range(2):
+    for _ in range(sweeps):
         ub, vb = _hand_average(u), _hand_average(v)
         t = (ix * ub + iy * vb + it) / (alpha2 + ix ** 2 + iy ** 2)
         u, v = ub - ix * t, vb - iy * t
+    return i1, i2, lam, u, v
+
+
+def test_jacobi_updates_match_hand_computation():
+    i1, i2, lam, u, v = _hand_jacobi()
     clip = torch.from_numpy(np.stack([i1, i2])).view(1, 2, 1, 5, 6)  # float64 end to end
     flow = HornSchunck(solver="jacobi", iterations=2, lam=lam, warps=1, levels=1)(clip)
     np.testing.assert_allclose(flow[0, 0, 0].numpy(), u, rtol=1e-10, atol=1e-12)
@@ -301,9 +306,9 @@ def test_bad_solver_raises():
 
 def test_cpu_chunks_give_the_same_flow_bit_for_bit():
     clip = torch.rand(5, 4, 3, 24, 24, generator=torch.Generator().manual_seed(0))
-    whole = HornSchunck(chunk_pixels=None)(clip)
+    whole = HornSchunck(chunk_pixels=None, backend="torch")(clip)
     for px in (1, 3 * 24 * 24 * 2, 3 * 24 * 24 * 3):  # 1 clip, 2 clips and 3 clips (a ragged tail) per pass
-        assert torch.equal(HornSchunck(chunk_pixels=px)(clip), whole), px
+        assert torch.equal(HornSchunck(chunk_pixels=px, backend="torch")(clip), whole), px
 
 
 def test_flop_counter_sees_the_convolutions():
@@ -315,8 +320,10 @@ def test_flop_counter_sees_the_convolutions():
     assert hs.conv_macs(8, 32, 32) / 7 < 1.5e6
 
 
-def test_fvcore_traces_flow_and_stacking():
-    """fvcore traces with torch.jit (sizes become tensors): flow + stack_flow must trace and count the convs."""
+@pytest.mark.parametrize("backend, op", [("torch", "conv"), ("fused", "horn_schunck")])
+def test_fvcore_traces_flow_and_stacking(backend, op):
+    """fvcore traces with torch.jit (sizes become tensors): flow + stack_flow must trace and count the convs
+    (the torch backend's own convolutions; the fused op reports the same number through its handle)."""
     import warnings
 
     with warnings.catch_warnings():
@@ -326,18 +333,21 @@ def test_fvcore_traces_flow_and_stacking():
     class Stream(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.flow = HornSchunck(iterations=3)
+            self.flow = HornSchunck(iterations=3, backend=backend)
 
         def forward(self, clip: torch.Tensor) -> torch.Tensor:
             return stack_flow(self.flow(clip))
+
+    from bench.measure.flop_handlers import horn_schunck_macs_jit
 
     model = Stream()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings from the input checks
         counts = FlopCountAnalysis(model, (torch.rand(1, 4, 3, 16, 16),))
+        counts.set_op_handle("fusionbench::horn_schunck", horn_schunck_macs_jit)  # what count_flops adds
         counts.unsupported_ops_warnings(False)
         by_op = counts.by_operator()
-    assert by_op["conv"] == model.flow.conv_macs(4, 16, 16)  # fvcore counts one MAC per multiply-add
+    assert by_op[op] == model.flow.conv_macs(4, 16, 16)  # fvcore counts one MAC per multiply-add
 
 
 # ------------------------------------------------------------------------------------------ accuracy
@@ -422,12 +432,115 @@ def test_flowbench_tables_have_the_documented_columns():
     assert (tput["fields_per_s"] > 0).all() and (tput["threads"] == 1).all()
 
 
+@pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("frames,size", [(4, 16), (4, 32), (8, 32)])
-def test_flow_of_a_clip_is_bit_identical_in_any_batch(frames, size):
+def test_flow_of_a_clip_is_bit_identical_in_any_batch(frames, size, backend):
     """The training flow cache (bench/flow_cache.py) reuses a clip's flow computed in another batch."""
     torch.manual_seed(0)
-    hs = HornSchunck()
+    hs = HornSchunck(backend=backend)
     x = torch.rand(9, frames, 3, size, size)
     full = hs(x)
     for idx in ([0], [0, 1], [3, 4, 5, 6], [8, 0, 5]):
         assert torch.equal(hs(x[idx]), full[idx]), idx
+
+
+# ------------------------------------------------------------------------------------- fused backend
+# The fused CPU kernel (fusion_models/_hs_fused.py) solves the same system with the same stencils as the
+# torch backend, whose equations the tests above check by hand; here: the fused kernel against both.
+def test_default_cpu_backend_is_the_fused_kernel():
+    hs = HornSchunck()
+    assert hs.backend == "auto" and hs.cpu_backend.startswith("fused(numba ")
+    assert "cpu_backend=fused" in repr(hs)  # the flow cache keys on it: the backends never share entries
+    assert HornSchunck(backend="torch").cpu_backend == "torch"
+
+
+@pytest.mark.parametrize("solver", ["pcg", "jacobi"])
+@pytest.mark.parametrize("size, kwargs", [
+    ((32, 32), {}),
+    ((112, 112), {}),
+    ((23, 37), {}),                                   # odd, non-square: pyramid 23x37 -> 11x18
+    ((32, 32), {"levels": 1, "warps": 1}),
+    ((32, 32), {"warps": 3, "iterations": 1}),
+    ((16, 16), {"iterations": 0}),
+    ((40, 24), {"lam": 0.01, "min_size": 4}),
+])
+def test_fused_matches_the_torch_backend(solver, size, kwargs):
+    h, w = size
+    clip, _ = moving_texture(max(h, w), (1.3, -0.7), frames=4, seed=2)
+    clip = torch.cat([clip, rotating_texture(max(h, w), 3.0, frames=4, seed=5)[0]])[..., :h, :w].contiguous()
+    ref = HornSchunck(solver=solver, backend="torch", **kwargs)(clip)
+    fused = HornSchunck(solver=solver, backend="fused", **kwargs)(clip)
+    assert fused.dtype == ref.dtype == torch.float32 and fused.shape == ref.shape
+    # float32 rounding in another summation order; the motion is ~1.5 px
+    torch.testing.assert_close(fused, ref, rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("make", [lambda c: (c * 255).round().to(torch.uint8), lambda c: c.mean(2, keepdim=True),
+                                  lambda c: c.half(), lambda c: c.double()],
+                         ids=["uint8", "gray", "half", "float64"])
+def test_fused_input_kinds_match_the_torch_backend(make):
+    clip = make(moving_texture(24, (0.8, 0.4), frames=3, seed=1)[0])
+    ref = HornSchunck(backend="torch")(clip)
+    fused = HornSchunck(backend="fused")(clip)
+    assert fused.dtype == ref.dtype
+    torch.testing.assert_close(fused, ref, rtol=0, atol=2e-4)
+
+
+def test_fused_jacobi_matches_hand_computation():
+    i1, i2, lam, u, v = _hand_jacobi()
+    clip = torch.from_numpy(np.stack([i1, i2])).view(1, 2, 1, 5, 6).float()
+    flow = HornSchunck(solver="jacobi", iterations=2, lam=lam, warps=1, levels=1, backend="fused")(clip)
+    np.testing.assert_allclose(flow[0, 0, 0].numpy(), u, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(flow[0, 0, 1].numpy(), v, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_pcg_solves_the_euler_lagrange_system():
+    rng = np.random.default_rng(3)
+    base = rng.random((7, 8))
+    i1 = torch.from_numpy(base)
+    i2 = torch.from_numpy(np.roll(base, 1, axis=1) * 0.7 + 0.3 * base)
+    hs = HornSchunck(solver="pcg", iterations=60, lam=0.05, warps=1, levels=1, backend="fused")
+    a, b = _dense_system(hs, i1, i2)
+    exact = torch.linalg.solve(a, b).view(2, 7, 8).float()
+    clip = torch.stack([i1, i2]).view(1, 2, 1, 7, 8).float()
+    torch.testing.assert_close(hs(clip)[0, 0], exact, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("solver, steps", [("jacobi", range(0, 31, 3)), ("pcg", range(0, 7))])
+def test_fused_energy_decreases_monotonically(solver, steps):
+    clip, _ = moving_texture(32, (0.6, -0.3), seed=1)
+    hs = HornSchunck(solver=solver, warps=1, levels=1, backend="fused")
+    energies = []
+    for k in steps:
+        hs.iterations = k
+        energies.append(hs.energy(clip.double(), hs(clip).double()).item())
+    assert (np.diff(energies) < 0).all(), energies
+
+
+def test_fused_flat_frames_give_zero_flow():
+    flow = HornSchunck(backend="fused")(torch.full((2, 4, 3, 16, 16), 0.5))
+    assert torch.equal(flow, torch.zeros_like(flow))
+
+
+def test_fused_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, fused"):
+        HornSchunck(backend="numba")
+    with torch.enable_grad():
+        clip = torch.rand(1, 3, 3, 16, 16, requires_grad=True)
+        with pytest.raises(ValueError, match="no gradient"):
+            HornSchunck(backend="fused")(clip)
+        # "auto" sends a clip that needs a gradient to the torch backend
+        assert HornSchunck()(clip).requires_grad
+
+
+def test_fused_scratch_is_seen_by_the_memory_measurement():
+    """The kernel's pyramid and per-worker scratch are torch tensors, so the live-tensor peak includes them."""
+    from bench.measure.memory import measure_memory
+    from fusion_models import _hs_fused
+
+    clip = torch.rand(1, 4, 3, 32, 32)
+    hs = HornSchunck(backend="fused")
+    peak = measure_memory(hs, clip).peak_mem_mib
+    sizes = hs.pyramid_sizes(32, 32)
+    floats = _hs_fused.pyramid_floats(4, sizes) + _hs_fused.scratch_floats(32, 32) + 3 * 2 * 32 * 32
+    assert peak * 2 ** 20 >= floats * 4
