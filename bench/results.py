@@ -130,6 +130,8 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
     import bench
 
+    from fusion_models.flow import flow_cpu_backend
+
     from .allocator import tune_malloc
 
     repo = Path(__file__).resolve().parent.parent
@@ -154,6 +156,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
         "malloc": tune_malloc(),  # applies it too (idempotent): bench/allocator.py
+        "flow_cpu_backend": flow_cpu_backend(),  # who computes Horn–Schunck on CPU (fusion_models/flow.py)
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0
@@ -168,7 +171,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
             env["driver_version"] = None
     else:
         env["device_name"] = env["cpu_name"]
-    for mod in ("torchvision", "fvcore", "pandas", "av", "cv2"):
+    for mod in ("torchvision", "fvcore", "pandas", "av", "cv2", "numba"):
         try:
             env[f"{mod}_version"] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - an optional package missing is a fact, not an error
@@ -179,7 +182,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 # Provenance columns copied from the environment onto every record.
 PROVENANCE_KEYS = (
     "device", "device_name", "threads", "torch_version", "cuda_version", "git_commit", "git_dirty",
-    "fusionbench_version", "malloc",
+    "fusionbench_version", "malloc", "flow_cpu_backend",
 )
 
 

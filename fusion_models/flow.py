@@ -58,7 +58,7 @@ import torch.utils.flop_counter
 from torch import nn
 
 __all__ = ["HornSchunck", "stack_flow", "farneback_flow", "frames_to_clip", "GRAY_WEIGHTS", "HS_KAPPA", "SOLVERS",
-           "BACKENDS", "fused_unavailable", "hs_conv_macs"]
+           "BACKENDS", "fused_unavailable", "flow_cpu_backend", "hs_conv_macs"]
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, also what OpenCV's cvtColor(RGB2GRAY) uses
 HS_KAPPA = 3.0  # ∇²u ≈ κ(ū - u) for the Horn–Schunck averaging kernel at unit grid spacing
@@ -187,12 +187,8 @@ class HornSchunck(nn.Module):
 
     @property
     def cpu_backend(self) -> str:
-        """What a CPU call computes with: ``"fused"`` (with the numba version) or ``"torch"``."""
-        if self.backend == "torch" or fused_unavailable():
-            return "torch"
-        import numba
-
-        return f"fused(numba {numba.__version__})"
+        """What a CPU call computes with: ``"fused(numba X)"`` or ``"torch"``."""
+        return "torch" if self.backend == "torch" else flow_cpu_backend()
 
     # ----------------------------------------------------------------------------------------------- input
     def gray(self, clip: torch.Tensor) -> torch.Tensor:
@@ -476,6 +472,15 @@ def fused_unavailable() -> str | None:
         except Exception as exc:  # ImportError, or a numba that fails to load its LLVM
             _FUSED_ERROR.append(f"numba not importable: {type(exc).__name__}: {exc}")
     return _FUSED_ERROR[0]
+
+
+def flow_cpu_backend() -> str:
+    """What ``HornSchunck(backend="auto")`` computes with on CPU here: ``"fused(numba X)"`` or ``"torch"``."""
+    if fused_unavailable():
+        return "torch"
+    import numba
+
+    return f"fused(numba {numba.__version__})"
 
 
 def _fused_warm() -> None:

@@ -487,6 +487,7 @@ _ENV_KEYS = (
     ("cudnn_version", "cuDNN"), ("driver_version", "GPU driver"), ("python_version", "Python"),
     ("platform", "platform"), ("fvcore_version", "fvcore"), ("pandas_version", "pandas"), ("av_version", "PyAV"),
     ("tf32_matmul", "TF32 matmul"), ("cudnn_benchmark", "cuDNN benchmark"), ("malloc", "allocator"),
+    ("flow_cpu_backend", "Horn–Schunck on CPU"), ("numba_version", "numba"),
     ("fusionbench_version", "fusionbench"), ("git_commit", "git commit"), ("git_dirty", "uncommitted changes"),
 )
 
