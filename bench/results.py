@@ -130,8 +130,6 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
     import bench
 
-    from fusion_models.flow import flow_cpu_backend
-
     from .allocator import tune_malloc
 
     repo = Path(__file__).resolve().parent.parent
@@ -156,7 +154,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
         "malloc": tune_malloc(),  # applies it too (idempotent): bench/allocator.py
-        "flow_cpu_backend": flow_cpu_backend(),  # who computes Horn–Schunck on CPU (fusion_models/flow.py)
+        "flow_cpu_backend": _flow_cpu_backend(),  # who computes Horn–Schunck on CPU (fusion_models/flow.py)
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0
@@ -177,6 +175,15 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - an optional package missing is a fact, not an error
             env[f"{mod}_version"] = None
     return env
+
+
+def _flow_cpu_backend() -> str:
+    from fusion_models.flow import flow_cpu_backend
+
+    try:
+        return flow_cpu_backend()
+    except ValueError as exc:  # a bad $FUSIONBENCH_FLOW_BACKEND: the flow models' records say so as errors
+        return f"invalid ({exc})"
 
 
 # Provenance columns copied from the environment onto every record.

@@ -9,8 +9,8 @@ batch 32 at the default training clip (T8, 32x32, small_cnn) through ``bench.tra
 public API both checkouts share -- on materialised synthetic clips, and prints clips/s per model as JSON.
 Epochs > 1 are what the training flow cache pays back on (the two-stream models; epoch 1 computes the flow).
 Variants (new checkout only, '+'-joined): ``default``, ``fused`` (fused AdamW), ``cl`` (channels_last),
-``nocache`` (flow cache off), ``bN`` (training batch N instead of 32, e.g. ``b16``). Numbers measured on the
-2-core dev machine are in docs/speed.md.
+``nocache`` (flow cache off), ``torchflow`` (Horn–Schunck on torch ops, not the fused CPU kernel), ``bN``
+(training batch N instead of 32, e.g. ``b16``). Numbers measured on the 2-core dev machine are in docs/speed.md.
 """
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ def worker(models: list[str], steps: int, warmup: int, variant: str, epochs: int
         for part, n_epochs in ((batches[:warmup], 1), (batches[warmup:], epochs)):
             torch.manual_seed(0)
             model = build_model(name, clip=clip, num_classes=16)
+            if "torchflow" in parts and isinstance(getattr(model, "flow", None), torch.nn.Module):
+                model.flow.backend = "torch"   # Horn–Schunck on torch ops instead of the fused CPU kernel
             spec = TrainSpec(epochs=n_epochs, batch_size=batch, **extra)
             t0 = time.perf_counter()
             res = train_and_evaluate(model, part, val, spec=spec, seed=0)
@@ -99,10 +101,11 @@ def main() -> None:
                 raise SystemExit(f"{label} failed: {res.stderr.strip().splitlines()[-1:]}")
             got[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
     labels = list(got)
-    print("model".ljust(22) + "".join(f"{lab:>14}" for lab in labels) + ("   new/old" if args.compare else ""))
+    width = max(14, *(len(lab) + 2 for lab in labels))
+    print("model".ljust(22) + "".join(f"{lab:>{width}}" for lab in labels) + ("   new/old" if args.compare else ""))
     for m in models:
         med = {lab: statistics.median(r[m] for r in got[lab]) for lab in labels}
-        row = m.ljust(22) + "".join(f"{med[lab]:14.0f}" for lab in labels)
+        row = m.ljust(22) + "".join(f"{med[lab]:{width}.0f}" for lab in labels)
         if args.compare:
             row += "".join(f" {med[lab] / med['old']:5.2f}x" for lab in labels[1:])
         print(row)

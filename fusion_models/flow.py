@@ -50,6 +50,7 @@ why the defaults use few iterations with a pyramid and two warps rather than hun
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import torch
@@ -69,6 +70,16 @@ CPU_CHUNK_PIXELS = 1 << 18  # flow pixels per CPU pass (~3 clips of T=8 at 112²
 # Who computes it: "torch" (convs and pointwise torch ops, any device, autograd), "fused" (one numba kernel per
 # frame pair, CPU float32; fusion_models/_hs_fused.py), "auto" = fused on CPU where numba imports, else torch.
 BACKENDS = ("auto", "torch", "fused")
+BACKEND_ENV = "FUSIONBENCH_FLOW_BACKEND"  # the default backend of every HornSchunck built without one (e.g. torch)
+
+
+def default_backend() -> str:
+    """``$FUSIONBENCH_FLOW_BACKEND`` or ``"auto"``: what ``HornSchunck()`` uses when given no backend, so a
+    whole run (every two-stream model) can be put on the torch backend without a code change."""
+    value = os.environ.get(BACKEND_ENV, "").strip() or "auto"
+    if value not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={value!r}: must be one of {', '.join(BACKENDS)}")
+    return value
 
 
 def _average_kernel() -> torch.Tensor:
@@ -113,8 +124,9 @@ class HornSchunck(nn.Module):
             both on the same energy.
         chunk_pixels: on CPU, at most this many flow pixels (pairs x H x W) per pass of the torch backend;
             None = the whole batch. Changes speed only, never a bit of the result.
-        backend: ``"auto"`` (default: the fused kernel on CPU where numba imports, torch ops elsewhere),
-            ``"torch"`` (torch ops: any device, differentiable) or ``"fused"`` (CPU only). Both solve the same
+        backend: ``"auto"`` (the fused kernel on CPU where numba imports, torch ops elsewhere), ``"torch"``
+            (torch ops: any device, differentiable) or ``"fused"`` (CPU only); None (default) =
+            ``$FUSIONBENCH_FLOW_BACKEND``, else ``"auto"``. Both solve the same
             system with the same stencils and agree to float32 rounding (tested); ``cpu_backend`` says which
             one a CPU call uses.
 
@@ -126,8 +138,9 @@ class HornSchunck(nn.Module):
 
     def __init__(self, *, iterations: int | None = None, lam: float = 0.002, warps: int = 2, levels: int = 4,
                  min_size: int = 8, solver: str = "pcg", chunk_pixels: int | None = CPU_CHUNK_PIXELS,
-                 backend: str = "auto") -> None:
+                 backend: str | None = None) -> None:
         super().__init__()
+        backend = default_backend() if backend is None else backend
         if solver not in SOLVERS:
             raise ValueError(f"HornSchunck: solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
         if backend not in BACKENDS:
@@ -188,7 +201,7 @@ class HornSchunck(nn.Module):
     @property
     def cpu_backend(self) -> str:
         """What a CPU call computes with: ``"fused(numba X)"`` or ``"torch"``."""
-        return "torch" if self.backend == "torch" else flow_cpu_backend()
+        return flow_cpu_backend(self.backend)
 
     # ----------------------------------------------------------------------------------------------- input
     def gray(self, clip: torch.Tensor) -> torch.Tensor:
@@ -474,9 +487,11 @@ def fused_unavailable() -> str | None:
     return _FUSED_ERROR[0]
 
 
-def flow_cpu_backend() -> str:
-    """What ``HornSchunck(backend="auto")`` computes with on CPU here: ``"fused(numba X)"`` or ``"torch"``."""
-    if fused_unavailable():
+def flow_cpu_backend(backend: str | None = None) -> str:
+    """What ``HornSchunck(backend=backend)`` computes with on CPU here: ``"fused(numba X)"`` or ``"torch"``
+    (None: the default backend, ``$FUSIONBENCH_FLOW_BACKEND`` or "auto")."""
+    backend = default_backend() if backend is None else backend
+    if backend == "torch" or fused_unavailable():
         return "torch"
     import numba
 

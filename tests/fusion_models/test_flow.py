@@ -544,3 +544,18 @@ def test_fused_scratch_is_seen_by_the_memory_measurement():
     sizes = hs.pyramid_sizes(32, 32)
     floats = _hs_fused.pyramid_floats(4, sizes) + _hs_fused.scratch_floats(32, 32) + 3 * 2 * 32 * 32
     assert peak * 2 ** 20 >= floats * 4
+
+
+def test_backend_env_puts_every_default_module_on_torch(monkeypatch):
+    """$FUSIONBENCH_FLOW_BACKEND sets the backend of every HornSchunck built without one (a whole run)."""
+    from bench.results import environment
+
+    monkeypatch.setenv("FUSIONBENCH_FLOW_BACKEND", "torch")
+    hs = HornSchunck()
+    assert hs.backend == "torch" and hs.cpu_backend == "torch" and "cpu_backend=torch" in repr(hs)
+    assert HornSchunck(backend="fused").cpu_backend.startswith("fused")  # an explicit backend wins
+    assert environment()["flow_cpu_backend"] == "torch"
+    monkeypatch.setenv("FUSIONBENCH_FLOW_BACKEND", "cuda")
+    with pytest.raises(ValueError, match="FUSIONBENCH_FLOW_BACKEND='cuda': must be one of auto, torch, fused"):
+        HornSchunck()
+    assert environment()["flow_cpu_backend"].startswith("invalid (")
