@@ -54,6 +54,7 @@ class FlowCache:
         self.hits = self.misses = 0
         self.notes: list[str] = []
         self._full_noted = False
+        self.frozen = False  # serve stored fields, store no new ones (clips seen once: the final validation)
 
     # ---------------------------------------------------------------------------------------------- lookup
     def flow(self, module: nn.Module, clip: torch.Tensor) -> torch.Tensor:
@@ -96,6 +97,8 @@ class FlowCache:
         return entry[1]
 
     def _put(self, settings: str, key: str, flow: torch.Tensor) -> None:
+        if self.frozen:
+            return
         if self._store(key, settings, flow.clone()) and self.directory is not None:  # clone: not a batch view
             self._write(key, settings, flow)
 
@@ -160,6 +163,15 @@ class CachedFlow(nn.Module):
         if clip.requires_grad and torch.is_grad_enabled():
             return self.module(clip)
         return self.cache.flow(self.module, clip)
+
+
+def freeze_flow_cache(model: nn.Module) -> None:
+    """Stop storing new fields in ``model``'s installed cache (stored ones are still served): for clips seen
+    once, such as the final validation split, storing only fills the bound (and said "full" on every
+    two-stream model of the default run, after its training had been served)."""
+    flow = getattr(model, "flow", None)
+    if isinstance(flow, CachedFlow):
+        flow.cache.frozen = True
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from torch import nn
 
 from .allocator import tune_malloc
 from .config import TrainSpec
-from .flow_cache import FlowCache, flow_cache_installed
+from .flow_cache import FlowCache, flow_cache_installed, freeze_flow_cache
 from .measure._common import to_channels_last
 
 Progress = Callable[[str, dict], None]
@@ -282,6 +282,7 @@ def train_and_evaluate(
     if best_state is not None and best_step != step:
         model.load_state_dict(best_state)
     selected = best_step if best_state is not None else step
+    freeze_flow_cache(model)  # validation clips are evaluated once: compute their flow, do not store it
     ev = evaluate(model, val_loader, device=device, class_names=class_names, class_attributes=class_attributes,
                   gather=gather)
     emit("eval", {"acc_top1": ev.acc_top1})

@@ -504,7 +504,9 @@ def _fused_warm() -> None:
     if _FUSED_WARM:
         return
     _FUSED_WARM.append(True)
-    frames = torch.rand(4, 8, 8)
+    # a local generator: the warm-up must not draw from the global RNG (it runs inside model builders,
+    # between seeded initialisations, only on the first HornSchunck of a process)
+    frames = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0))
     sizes = [8, 8, 4, 4]
     from . import _hs_fused
 

@@ -1,11 +1,12 @@
 """Print the README results tables (Markdown) for a run:
-`python scripts/readme_table.py RUN [--results DIR] [--seeds RUN2]`.
+`python scripts/readme_table.py RUN [--results DIR] [--seeds RUN2[,RUN3...]] [--pairs]`.
 
 Two tables: the main one (accuracy with its 95 % Wilson interval, how training ended, costs at the
 deployment clip with the latency's timing flag) and the sample-efficiency one (steps and counted training
-compute to 90 % / 99 % of the family ceiling, area under the learning curve). ``--seeds RUN2``: a third, the
-accuracy over the seeds of RUN and RUN2 together (mean with the 95 % t-interval, each seed's top-1, how it
-stopped and after how many steps), e.g. RUN2 = `bench run --models all --seeds 1,2 --measure accuracy`.
+compute to 90 % / 99 % of the family ceiling, area under the learning curve). ``--seeds RUN2[,RUN3...]``:
+a third instead, the accuracy over the seeds of RUN and the other runs together (mean with the 95 %
+t-interval, each seed's top-1, how it stopped and after how many steps; a later run's (model, seed)
+replaces an earlier one's), e.g. RUN2 = `bench run --models all --seeds 1,2 --measure accuracy`.
 ``--pairs``: instead, the README's pairwise comparisons (``PAIRS``) on RUN's one seed: exact McNemar on the
 shared validation clips, Holm-adjusted over the pairs listed.
 """
@@ -32,7 +33,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
     ap.add_argument("--results", default="results")
-    ap.add_argument("--seeds", help="a second run of other seeds: print the accuracy-over-seeds table instead")
+    ap.add_argument("--seeds", help="runs of other seeds, comma-separated (a later run's (model, seed) replaces an "
+                    "earlier one's): print the accuracy-over-seeds table instead")
     ap.add_argument("--pairs", action="store_true", help="print the README's McNemar comparisons instead")
     args = ap.parse_args()
     df = load_results(args.run, root=args.results)
@@ -40,7 +42,7 @@ def main() -> None:
         _pairs(df)
         return
     if args.seeds:
-        _seeds_table(df, load_results(args.seeds, root=args.results))
+        _seeds_table(df, *(load_results(r, root=args.results) for r in args.seeds.split(",") if r))
         return
     ok = df[df["status"] == "ok"]
     acc = ok[ok["measurement"] == "accuracy"].set_index("model")
@@ -107,7 +109,8 @@ def _seeds_table(*runs) -> None:
     from bench.report.tables import t_interval
 
     df = pd.concat(runs)
-    acc = df[(df["status"] == "ok") & (df["measurement"] == "accuracy")].sort_values("seed")
+    acc = df[(df["status"] == "ok") & (df["measurement"] == "accuracy")]
+    acc = acc.drop_duplicates(["model", "seed"], keep="last").sort_values("seed", kind="stable")
     models = list(dict.fromkeys(acc["model"]))
     by = {m: acc[acc["model"] == m] for m in models}
     n = {len(d) for d in by.values()}

@@ -49,6 +49,18 @@ def test_identical_losses_and_weights_with_and_without_the_cache():
     assert on.flow_cache["flow_cache_misses"] == 24 + 8
     assert on.flow_cache["flow_cache_hits"] == 2 * 24
     assert on.flow_cache["flow_cache_note"] is None
+    # the 8 validation clips are seen once: computed, not stored (they filled the bound of every default run)
+    assert on.flow_cache["flow_cache_mib"] * 2 ** 20 == 24 * 3 * 2 * 16 * 16 * 4
+
+
+def test_a_frozen_cache_serves_but_stores_nothing():
+    cache = FlowCache(64)
+    hs = HornSchunck()
+    seen, new = torch.rand(2, 4, 3, 16, 16), torch.rand(1, 4, 3, 16, 16)
+    cache.flow(hs, seen)
+    cache.frozen = True
+    assert torch.equal(cache.flow(hs, torch.cat([seen, new])), hs(torch.cat([seen, new])))
+    assert (cache.hits, cache.misses, len(cache._mem)) == (2, 3, 2)
 
 
 def test_models_without_a_flow_stage_are_left_alone():

@@ -559,3 +559,17 @@ def test_backend_env_puts_every_default_module_on_torch(monkeypatch):
     with pytest.raises(ValueError, match="FUSIONBENCH_FLOW_BACKEND='cuda': must be one of auto, torch, fused"):
         HornSchunck()
     assert environment()["flow_cpu_backend"].startswith("invalid (")
+
+
+def test_first_module_of_a_process_leaves_the_global_rng_alone():
+    """The fused kernel's warm-up runs inside model builders, between seeded initialisations: it must not draw
+    from the global RNG (it did, so the first two-stream model of a process got other head weights)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from fusion_models.flow import HornSchunck; torch.manual_seed(0); {} "
+            "print(torch.rand(1).item())")
+    out = [subprocess.run([sys.executable, "-c", code.format(pre)], capture_output=True, text=True, check=True,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2])).stdout
+           for pre in ("HornSchunck(backend='fused');", "")]
+    assert out[0] == out[1]
