@@ -255,7 +255,7 @@ def _jacobi(gu, gv, c, h, w, iterations, xu, xv, has_flow, bu, bv, hu, hv):
 
 
 def scratch_floats(height: int, width: int) -> int:
-    """float32 elements of one worker's scratch for frames of ``height x width`` (see ``_views``)."""
+    """float32 elements of one worker's scratch for frames of ``height x width`` (laid out by ``_pair``)."""
     h, w = height, width
     return 6 * (h + 2) * (w + 2) + 2 * (h + 4) * (w + 4) + (h + 4) * w + h * (w + 4) + 10 * h * w
 

@@ -39,7 +39,13 @@ Coarse to fine: each level linearises brightness constancy around the upsampled 
 ``grid_sample``) and runs the same update on the *total* flow with It' = It(warped) - Ix u0 - Iy v0, so the
 smoothness term always acts on the full flow, as in the single-level energy.
 
-CPU cost notes (measured on the 2-core dev box; numbers in ``docs/flow.md``): convolutions dominate; oneDNN's
+Backends: the pipeline above is the ``"torch"`` backend (any device, differentiable). On CPU the default
+(``"auto"``) runs the same pyramid, warps, stencils and solver steps in one fused numba kernel per frame pair
+(``fusion_models/_hs_fused.py``, op ``fusionbench::horn_schunck``), 2-12x faster than these torch ops at
+32-112² and faster than OpenCV's Farneback (docs/flow.md); it agrees with them to float32 rounding (tested)
+and reports the same convolution MACs to both FLOP counters.
+
+CPU cost notes of the torch backend (2-core dev box; numbers in ``docs/flow.md``): convolutions dominate; oneDNN's
 depthwise conv costs ~100-150 µs a call below 56² whatever the size (per-call overhead), which is why PCG's
 fewer steps pay even though each step has more pointwise work. u and
 v of all N pairs go through ONE depthwise conv on a [1, 2N, H+2, W+2] view; for 224 fields of 112² that ran
@@ -126,9 +132,8 @@ class HornSchunck(nn.Module):
             None = the whole batch. Changes speed only, never a bit of the result.
         backend: ``"auto"`` (the fused kernel on CPU where numba imports, torch ops elsewhere), ``"torch"``
             (torch ops: any device, differentiable) or ``"fused"`` (CPU only); None (default) =
-            ``$FUSIONBENCH_FLOW_BACKEND``, else ``"auto"``. Both solve the same
-            system with the same stencils and agree to float32 rounding (tested); ``cpu_backend`` says which
-            one a CPU call uses.
+            ``$FUSIONBENCH_FLOW_BACKEND``, else ``"auto"``. Both solve the same system with the same stencils
+            and agree to float32 rounding (tested); ``cpu_backend`` says which one a CPU call uses.
 
     Input: float in [0, 1] with C = 3 (RGB, converted to BT.601 luma) or C = 1; uint8 is converted by /255.
     The whole computation is convolutions (counted by FLOP counters), bilinear warps and pointwise ops (the
