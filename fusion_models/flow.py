@@ -41,7 +41,7 @@ smoothness term always acts on the full flow, as in the single-level energy.
 
 Backends: the pipeline above is the ``"torch"`` backend (any device, differentiable). On CPU the default
 (``"auto"``) runs the same pyramid, warps, stencils and solver steps in one fused numba kernel per frame pair
-(``fusion_models/_hs_fused.py``, op ``fusionbench::horn_schunck``), 2-12x faster than these torch ops at
+(``fusion_models/_hs_fused.py``, op ``fusionbench::horn_schunck``), 1.7-12x faster than these torch ops at
 32-112² and faster than OpenCV's Farneback (docs/flow.md); it agrees with them to float32 rounding (tested)
 and reports the same convolution MACs to both FLOP counters.
 
