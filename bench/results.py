@@ -154,7 +154,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
         "malloc": tune_malloc(),  # applies it too (idempotent): bench/allocator.py
-        "flow_cpu_backend": _flow_cpu_backend(),  # who computes Horn–Schunck on CPU (fusion_models/flow.py)
+        "flow_cpu_backend": _flow_cpu_backend(device),  # who computes Horn–Schunck here (fusion_models/flow.py)
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0
@@ -177,13 +177,16 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     return env
 
 
-def _flow_cpu_backend() -> str:
+def _flow_cpu_backend(device: str) -> str:
+    """What the run's default HornSchunck modules compute with on ``device``: the fused kernel is CPU-only,
+    so on a GPU it is the torch ops whatever the CPU default."""
     from fusion_models.flow import flow_cpu_backend
 
     try:
-        return flow_cpu_backend()
+        backend = flow_cpu_backend()
     except ValueError as exc:  # a bad $FUSIONBENCH_FLOW_BACKEND: the flow models' records say so as errors
         return f"invalid ({exc})"
+    return backend if str(device).startswith("cpu") else f"torch (on {device}; {backend} on CPU)"
 
 
 # Provenance columns copied from the environment onto every record.

@@ -15,6 +15,10 @@ taken in another order, so the two are not bit-identical. Each pair is computed 
 buffers whatever the batch, so a clip's flow is bit-identical in any batch (the training flow cache relies
 on it; tested).
 
+Out-of-range input: the warp clamps a NaN coordinate (a diverged flow) into the frame, so intensities far
+outside [0, 1] give non-finite flow as on the torch backend, never an index outside a frame (which raised a
+SystemError from the parallel loop before; tested).
+
 Layout: every field lives in a buffer padded by one pixel on each side (two for the derivative input),
 whose border is refreshed by replication before a stencil reads it; the interior loops then have no
 clamps and LLVM vectorises them along x.
@@ -100,8 +104,11 @@ def _warp(img, u, v, h, w, out):
         for x in range(w):
             sx = x + u[y + 1, x + 1]
             sy = y + v[y + 1, x + 1]
-            sx = 0.0 if sx < 0.0 else (w - 1.0 if sx > w - 1.0 else sx)
-            sy = 0.0 if sy < 0.0 else (h - 1.0 if sy > h - 1.0 else sy)
+            # written so a NaN coordinate (a diverged flow) clamps to 0: never an index outside the frame
+            sx = sx if sx >= 0.0 else 0.0
+            sy = sy if sy >= 0.0 else 0.0
+            sx = sx if sx <= w - 1.0 else w - 1.0
+            sy = sy if sy <= h - 1.0 else h - 1.0
             x0 = int(sx)
             y0 = int(sy)
             x1 = x0 + 1 if x0 < w - 1 else x0

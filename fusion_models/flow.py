@@ -508,17 +508,18 @@ def _fused_warm() -> None:
     machine, ~1-2 s to load afterwards), so no training or latency timer of a model pays for it."""
     if _FUSED_WARM:
         return
-    _FUSED_WARM.append(True)
-    # a local generator: the warm-up must not draw from the global RNG (it runs inside model builders,
-    # between seeded initialisations, only on the first HornSchunck of a process)
-    frames = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0))
-    sizes = [8, 8, 4, 4]
     from . import _hs_fused
 
+    # On the CPU explicitly (a module built under ``with torch.device("meta")`` would otherwise run only the
+    # fake kernel), from a local generator (it runs inside model builders, between seeded initialisations:
+    # it must not draw from the global RNG), and marked done only once it ran.
+    frames = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0), device="cpu")
+    sizes = [8, 8, 4, 4]
     for pcg in (True, False):
         torch.ops.fusionbench.horn_schunck(frames, frames.new_empty(_hs_fused.pyramid_floats(4, [(8, 8), (4, 4)])),
                                            frames.new_empty(1, _hs_fused.scratch_floats(8, 8)), 2, 2, sizes, 1, 1,
                                            0.006, pcg)
+    _FUSED_WARM.append(True)
 
 
 _FUSED_WARM: list[bool] = []

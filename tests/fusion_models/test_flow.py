@@ -573,3 +573,32 @@ def test_first_module_of_a_process_leaves_the_global_rng_alone():
                           cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2])).stdout
            for pre in ("HornSchunck(backend='fused');", "")]
     assert out[0] == out[1]
+
+
+def test_fused_out_of_range_input_gives_non_finite_flow_not_an_exception():
+    """Intensities far outside [0, 1] overflow; the torch backend returns NaN, the fused kernel must not raise
+    from inside its parallel loop (it did: SystemError from a ZeroDivisionError) nor index outside a frame."""
+    clip = torch.rand(1, 3, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 1e4
+    flow = HornSchunck(backend="fused")(clip)
+    assert flow.shape == (1, 2, 2, 32, 32)
+
+
+def test_warm_up_under_the_meta_device_still_compiles_for_cpu():
+    """A module built under ``torch.device("meta")`` (the report's parameter sweep) must not mark the kernel
+    warm after running only the fake kernel."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from fusion_models.flow import HornSchunck; from fusion_models import _hs_fused\n"
+            "with torch.device('meta'): HornSchunck()\n"
+            "print(len(_hs_fused.horn_schunck_flow.signatures))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2])).stdout
+    assert int(out.strip()) >= 1
+
+
+def test_provenance_names_the_torch_backend_on_a_gpu_run():
+    from bench.results import _flow_cpu_backend
+
+    assert _flow_cpu_backend("cpu").startswith("fused(numba ")
+    assert _flow_cpu_backend("cuda:0").startswith("torch (on cuda:0; fused(numba ")
