@@ -80,6 +80,10 @@ def test_injected_contention_is_flagged_or_harmless():
                 assert r.contention is not None, (m, r.index, r.machine)
         assert res.remeasured  # a contended round always earns a second pass
         ref = quiet[m]
-        close = abs(res.latency.latency_ms_p50 / ref.latency.latency_ms_p50 - 1.0) <= 0.25
+        # "ok" on both sides must mean the same latency: within 25 %, or not resolved apart (the medians'
+        # 95 % intervals overlap; a sub-millisecond model moved 27 % once between two ok passes on 2 cores)
+        (lo, hi), (ref_lo, ref_hi) = res.latency.latency_ms_ci95, ref.latency.latency_ms_ci95
+        close = (abs(res.latency.latency_ms_p50 / ref.latency.latency_ms_p50 - 1.0) <= 0.25
+                 or (lo <= ref_hi and ref_lo <= hi))
         assert res.timing_quality != "ok" or ref.timing_quality != "ok" or close, (
             m, res.latency.latency_ms_p50, ref.latency.latency_ms_p50, res.timing_reason)
