@@ -71,6 +71,7 @@ def test_injected_contention_is_flagged_or_harmless():
         loud = {r.name: r for r in measure_rounds(_jobs(), rounds=3, progress=busy)}
     finally:
         busy.stop()
+    quiet_after = {r.name: r for r in measure_rounds(_jobs(), rounds=3)}
     assert busy.busy_rounds == {(m, r) for m in MODELS for r in (0, 1)}
     for m in MODELS:
         res = loud[m]
@@ -79,11 +80,12 @@ def test_injected_contention_is_flagged_or_harmless():
             if (m, r.index) in busy.busy_rounds:
                 assert r.contention is not None, (m, r.index, r.machine)
         assert res.remeasured  # a contended round always earns a second pass
-        ref = quiet[m]
-        # "ok" on both sides must mean the same latency: within 25 %, or not resolved apart (the medians'
-        # 95 % intervals overlap; a sub-millisecond model moved 27 % once between two ok passes on 2 cores)
-        (lo, hi), (ref_lo, ref_hi) = res.latency.latency_ms_ci95, ref.latency.latency_ms_ci95
-        close = (abs(res.latency.latency_ms_p50 / ref.latency.latency_ms_p50 - 1.0) <= 0.25
-                 or (lo <= ref_hi and ref_lo <= hi))
-        assert res.timing_quality != "ok" or ref.timing_quality != "ok" or close, (
-            m, res.latency.latency_ms_p50, ref.latency.latency_ms_p50, res.timing_reason)
+        # "ok" must mean the quiet machine's latency: within 25 % of the quiet passes before and after. Two
+        # quiet passes, because this VM's speed itself moves (single_frame 0.40 vs 0.62 ms at 1 thread, both
+        # passes "ok", seconds apart): the loud pass is compared with the range the quiet machine showed.
+        refs = (quiet[m], quiet_after[m])
+        lo = min(r.latency.latency_ms_p50 for r in refs)
+        hi = max(r.latency.latency_ms_p50 for r in refs)
+        close = 0.75 * lo <= res.latency.latency_ms_p50 <= 1.25 * hi
+        assert res.timing_quality != "ok" or any(r.timing_quality != "ok" for r in refs) or close, (
+            m, res.latency.latency_ms_p50, lo, hi, res.timing_reason)
