@@ -230,10 +230,11 @@ def flow_throughput(sizes: Sequence[int] = (32, 64, 112), batches: Sequence[int]
 
 
 def _impl(hs: HornSchunck, device: str) -> str:
-    return hs.cpu_backend if str(device) == "cpu" and hs.backend != "torch" else "torch"
+    return hs.cpu_backend if str(device) == "cpu" else "torch"   # the fused kernel runs on CPU only
 
 
-def _epe_at(size: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+def mean_epe_at(size: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Mean EPE (px) of ``fn`` at ``size`` over the throughput table's scenes (``EPE_SHIFTS``, ``EPE_ROTATIONS``)."""
     df = flow_robustness(size=size, sigmas=(), pans=(), shifts=EPE_SHIFTS, rotations=EPE_ROTATIONS,
                          methods={"m": fn})
     return float(df["epe_px"].mean())
@@ -248,9 +249,9 @@ def _throughput(flows: dict[str, HornSchunck], sizes: Sequence[int], batches: Se
         errors: dict[str, float] = {}
         if epe:
             for key, hs in flows.items():
-                errors[key] = _epe_at(size, lambda c, hs=hs: _no_grad(hs, c.to(device)).cpu())
+                errors[key] = mean_epe_at(size, lambda c, hs=hs: _no_grad(hs, c.to(device)).cpu())
             if farneback:
-                errors["farneback"] = _epe_at(size, farneback_flow)
+                errors["farneback"] = mean_epe_at(size, farneback_flow)
         for batch in batches:
             clip = torch.rand(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(size + batch))
             runs: list[tuple[str, str, str, Callable[[], object]]] = []

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.flowbench import _epe_at, default_methods, flow_robustness
+from bench.flowbench import default_methods, flow_robustness, mean_epe_at
 from fusion_models.flow import HornSchunck, farneback_flow
 
 
@@ -62,7 +62,7 @@ def speed(sizes: list[int], batches: list[int], threads: int, rounds: int) -> No
     print("|---:|---:|" + "---:|" * (len(methods) + 5))
     with torch.no_grad():
         for size in sizes:
-            err = {m: _epe_at(size, fn) for m, fn in methods.items()}
+            err = {m: mean_epe_at(size, fn) for m, fn in methods.items()}
             for batch in batches:
                 clip = torch.rand(batch, 8, 3, size, size, generator=torch.Generator().manual_seed(size + batch))
                 for fn in methods.values():

@@ -273,16 +273,8 @@ class HornSchunck(nn.Module):
         gray = self._gray(clip)
         out_dtype = gray.dtype
         frames = gray.to(torch.float32).reshape(b * t, h, w).contiguous()
-        sizes = self.pyramid_sizes(h, w)
-        from . import _hs_fused
-
-        # Scratch as torch tensors, so the live-tensor memory measurement sees the kernel's working set.
-        workers = max(1, min(_fused_threads(), b * (t - 1)))
-        pyramid = frames.new_empty(_hs_fused.pyramid_floats(b * t, sizes))
-        scratch = frames.new_empty(workers, _hs_fused.scratch_floats(h, w))
-        flow = torch.ops.fusionbench.horn_schunck(
-            frames, pyramid, scratch, b, t, [v for hw in sizes for v in hw], self.warps, self.iterations,
-            self.alpha2, self.solver == "pcg")
+        flow = _fused_flow(frames, b, t, self.pyramid_sizes(h, w), self.warps, self.iterations, self.alpha2,
+                           self.solver == "pcg")
         return flow.view(b, t - 1, 2, h, w).to(out_dtype)
 
     def _clips_per_chunk(self, clip: torch.Tensor) -> int:
@@ -508,21 +500,31 @@ def _fused_warm() -> None:
     machine, ~1-2 s to load afterwards), so no training or latency timer of a model pays for it."""
     if _FUSED_WARM:
         return
-    from . import _hs_fused
-
     # On the CPU explicitly (a module built under ``with torch.device("meta")`` would otherwise run only the
     # fake kernel), from a local generator (it runs inside model builders, between seeded initialisations:
     # it must not draw from the global RNG), and marked done only once it ran.
     frames = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0), device="cpu")
-    sizes = [8, 8, 4, 4]
     for pcg in (True, False):
-        torch.ops.fusionbench.horn_schunck(frames, frames.new_empty(_hs_fused.pyramid_floats(4, [(8, 8), (4, 4)])),
-                                           frames.new_empty(1, _hs_fused.scratch_floats(8, 8)), 2, 2, sizes, 1, 1,
-                                           0.006, pcg)
+        _fused_flow(frames, 2, 2, [(8, 8), (4, 4)], 1, 1, 0.006, pcg)
     _FUSED_WARM.append(True)
 
 
 _FUSED_WARM: list[bool] = []
+
+
+def _fused_flow(frames: torch.Tensor, clips: int, length: int, sizes: Sequence[tuple[int, int]], warps: int,
+                iterations: int, alpha2: float, pcg: bool) -> torch.Tensor:
+    """Flow ``[clips*(length-1), 2, H, W]`` of luma ``frames [clips*length, H, W]`` (float32, CPU) through the
+    ``fusionbench::horn_schunck`` op, pyramid levels ``sizes`` fine to coarse. The pyramid and each worker's
+    scratch are allocated here as torch tensors, so the live-tensor memory measurement sees the working set."""
+    from . import _hs_fused
+
+    _, h, w = (int(v) for v in frames.shape)   # int(): under torch.jit.trace (fvcore) sizes are tensors
+    workers = max(1, min(_fused_threads(), clips * (length - 1)))
+    pyramid = frames.new_empty(_hs_fused.pyramid_floats(clips * length, sizes))
+    scratch = frames.new_empty(workers, _hs_fused.scratch_floats(h, w))
+    return torch.ops.fusionbench.horn_schunck(frames, pyramid, scratch, clips, length,
+                                              [v for hw in sizes for v in hw], warps, iterations, alpha2, pcg)
 
 
 def _fused_threads() -> int:
