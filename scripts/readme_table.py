@@ -9,6 +9,8 @@ t-interval, each seed's top-1, how it stopped and after how many steps; a later 
 replaces an earlier one's), e.g. RUN2 = `bench run --models all --seeds 1,2 --measure accuracy`.
 ``--pairs``: instead, the README's pairwise comparisons (``PAIRS``) on RUN's one seed: exact McNemar on the
 shared validation clips, Holm-adjusted over the pairs listed.
+``--ablation KNOB``: instead, one row per (model, KNOB value) of an ablate run (RUN; with ``--seeds``, the accuracy
+over its seeds and those runs'): top-1, how training ended, train time, and the costs at the deployment clip.
 """
 from __future__ import annotations
 
@@ -36,8 +38,13 @@ def main() -> None:
     ap.add_argument("--seeds", help="runs of other seeds, comma-separated (a later run's (model, seed) replaces an "
                     "earlier one's): print the accuracy-over-seeds table instead")
     ap.add_argument("--pairs", action="store_true", help="print the README's McNemar comparisons instead")
+    ap.add_argument("--ablation", metavar="KNOB", help="RUN is an ablate run over KNOB: print its table instead")
     args = ap.parse_args()
     df = load_results(args.run, root=args.results)
+    if args.ablation:
+        others = [load_results(r, root=args.results) for r in (args.seeds or "").split(",") if r]
+        _ablation_table(df, others, args.ablation)
+        return
     if args.pairs:
         _pairs(df)
         return
@@ -125,6 +132,67 @@ def _seeds_table(*runs) -> None:
     seeds = " / ".join(str(s) for s in sorted(set(acc["seed"])))
     _table(["model", f"top-1 % (mean ± 95 % t-CI, {'/'.join(map(str, sorted(n)))} seeds) >", f"seeds {seeds}",
             "stopped", "steps"], models, None, cells)
+
+
+def _ablation_table(df, others, knob: str) -> None:
+    """One row per (model, knob value): top-1 (one seed: Wilson interval; more: mean ± t-interval and each seed),
+    how each seed stopped and after how many steps, the first seed's train time, and the deployment-clip costs.
+
+    Rows are the run's points (``point_id``, the config hash); the other runs' records join on it, so a point
+    of another configuration never mixes in. A run that varies more than ``knob`` is refused."""
+    import json
+
+    import pandas as pd
+
+    from bench.report.tables import t_interval
+
+    def parsed(point) -> dict:
+        return json.loads(point) if isinstance(point, str) else dict(point or {})
+
+    ok = df[df["status"] == "ok"]
+    points = {pid: parsed(pt) for pid, pt in zip(ok["point_id"], ok["point"])}
+    extra = sorted({k for pt in points.values() for k in pt} - {knob})
+    if extra or not points or any(knob not in pt for pt in points.values()):
+        raise SystemExit(f"--ablation {knob}: the run's points vary {extra or 'nothing'} besides or instead of {knob}")
+    acc_all = pd.concat([ok[ok["measurement"] == "accuracy"],
+                         *(o[(o["status"] == "ok") & (o["measurement"] == "accuracy")] for o in others)])
+    acc_all = acc_all[acc_all["point_id"].isin(points)]
+    acc_all = acc_all.drop_duplicates(["model", "point_id", "seed"], keep="last").sort_values("seed", kind="stable")
+    cost = ok[ok["scale"] == "cost"]
+
+    def one(measurement, m, pid, col, batch=None):
+        d = cost[(cost["measurement"] == measurement) & (cost["model"] == m) & (cost["point_id"] == pid)]
+        if batch is not None:
+            d = d[d["batch_size"] == batch]
+        return d[col].iloc[0] if len(d) and col in d else None
+
+    print("| model | " + knob + " | top-1 % | stopped | steps | train s (first seed) | GMACs | params M "
+          "| 1st-conv params | p50 ms | flow share | peak MiB |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    order = list(dict.fromkeys(ok["model"]))
+    rows = dict.fromkeys(zip(ok.loc[ok["measurement"] == "accuracy", "model"],
+                             ok.loc[ok["measurement"] == "accuracy", "point_id"]))
+    for m, pid in sorted(rows, key=lambda k: (order.index(k[0]), points[k[1]][knob])):
+        d = acc_all[(acc_all["model"] == m) & (acc_all["point_id"] == pid)]
+        x = 100 * d["acc_top1"].to_numpy()
+        if len(x) > 1:
+            mean, half, _ = t_interval(x)
+            top1 = f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{a:.1f}' for a in x)})"
+        else:
+            top1 = f"{x[0]:.1f} [{100 * d['acc_top1_lo'].iloc[0]:.1f}, {100 * d['acc_top1_hi'].iloc[0]:.1f}]"
+        first = d.iloc[0]
+        flow = one("latency", m, pid, "flow_share", batch=1)
+        params = one("params", m, pid, "params")
+        quality = one("latency", m, pid, "timing_quality", batch=1)
+        print("| " + " | ".join([
+            f"`{m}`", str(points[pid][knob]), top1, " / ".join(d["stop_reason"].astype(str)),
+            " / ".join(f"{s:.0f}" for s in d["steps"]), _fmt("{:.0f}", first["train_time_s"]),
+            _fmt("{:.3g}", one("flops", m, pid, "gmacs")), _fmt("{:.2f}", params / 1e6 if params else None),
+            _fmt("{:,.0f}", one("params", m, pid, "first_conv_params")),
+            _fmt("{:.3g}", one("latency", m, pid, "latency_ms_p50", batch=1))
+            + ("" if quality in (None, "ok") else f" ({quality})"),
+            _fmt("{:.0f}%", 100 * flow if flow is not None and flow == flow else None),
+            _fmt("{:.0f}", one("memory", m, pid, "peak_mem_mib"))]) + " |")
 
 
 def _table(headers: list[str], models: list[str], acc, cells) -> None:

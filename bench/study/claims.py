@@ -195,7 +195,10 @@ CLAIMS: tuple[Claim, ...] = (
         "F_mix = W_1x1 * concat(F^(s), F^(t));  F = G ⊙ F^(s) + (1 − G) ⊙ F^(t): fusing the streams' feature maps",
         "1×1-conv and gated fusion of the two streams' maps are each more accurate than logit fusion of the same "
         "two streams",
-        Experiment(("two_stream", "two_stream_conv", "two_stream_gated"), _ACC),
+        # Seeds 0..2: the fusions differ by 1-2 points near their ceiling, less than one model's seed-to-seed
+        # spread (two_stream 97.9 / 99.3 / 99.5 %), so a one-seed McNemar judged seed 0's networks, not the fusion
+        # (it flipped when the flow changed by float32 rounding); a paired t over seeds judges the fusion.
+        Experiment(("two_stream", "two_stream_conv", "two_stream_gated"), _ACC, min_seeds=3),
         Decision("paired_diff", subject=("two_stream_conv", "two_stream_gated"), against=("two_stream",)),
     ),
     Claim(

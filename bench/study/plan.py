@@ -45,7 +45,8 @@ STUDY_PROFILES: dict[str, StudyProfile] = {
     ),
     # Within 30 minutes on 2 idle CPU cores (docs/study.md: the committed run's wall time). One seed: McNemar on
     # the same 800 clips resolves far more than a paired t over two seeds (t(1) = 12.7); the latency claims run
-    # seeds 0..1 anyway (Experiment.min_seeds), as that costs no training.
+    # seeds 0..1 anyway (Experiment.min_seeds), as that costs no training; the claims whose effect has no per-clip
+    # test or is smaller than the seed spread (conv_fusion.vs_logit) train seeds 0..2 for their models.
     "quick": StudyProfile(
         "quick", "quick", (0,),
         # The run profile's protocol (batch 16, <= 1500 steps, an evaluation every 75, patience 4, min_delta 0.02);

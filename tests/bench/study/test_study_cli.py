@@ -160,3 +160,12 @@ def test_plan_pretrains_first_and_gives_extra_seeds_only_to_the_models_that_need
                                 "late_fusion.weak_interaction": [0], "recurrent.convlstm_vs_lstm": [0]}
     again = plan_study(claims, "quick", device="cpu", seeds=(0, 1, 2, 3))
     assert {p.seeds for p in again.points} == {(0, 1, 2, 3)}  # asking for more seeds than min_seeds: all get them
+
+
+def test_conv_fusion_claim_is_judged_over_three_seeds_not_one_seeds_networks():
+    # the fusions differ by less than one model's seed-to-seed spread: a one-seed McNemar verdict flipped once
+    claims, _ = get_claims("conv_fusion.vs_logit")
+    plan = plan_study(claims, "quick", device="cpu")
+    assert plan.claim_seeds == {"conv_fusion.vs_logit": [0, 1, 2]}
+    (pt,) = plan.points
+    assert pt.seeds == (0, 1, 2) and set(pt.models) == {"two_stream", "two_stream_conv", "two_stream_gated"}
