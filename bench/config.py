@@ -43,6 +43,10 @@ class TrainSpec:
     ceiling_fraction: float = 0.99
     fused_adamw: bool = False   # AdamW(fused=True): faster, not bit-identical to the default (docs/accuracy.md)
     channels_last: bool = False  # train in channels_last memory format: faster on some models, not bit-identical
+    # torch.compile the training forward + backward with this dynamo backend ("inductor"); None: eager. Not exact
+    # (inductor fuses ops), and its compile time counts in train_time_s: it pays back only where the compile is
+    # cheap (a warm inductor cache) -- docs/speed.md. Evaluation stays eager.
+    compile_backend: str | None = None
     flow_cache_mib: float = 256.0  # per-run training flow cache (bench/flow_cache.py); exact, so on; 0 = off
     flow_cache_dir: str | None = None  # also keep it on disk there (a later run of the same clips starts warm)
 
@@ -65,6 +69,12 @@ class TrainSpec:
             raise ValueError(f"--stop-fraction must lie strictly between 0 and 1, got {self.stop_fraction}")
         if not self.flow_cache_mib >= 0:
             raise ValueError(f"flow cache size must be >= 0 MiB, got {self.flow_cache_mib}")
+        if self.compile_backend is not None:
+            from torch._dynamo import list_backends
+
+            if self.compile_backend not in list_backends(exclude_tags=()):
+                raise ValueError(f"compile_backend {self.compile_backend!r} is not a torch.compile backend "
+                                 f"(this torch has {', '.join(list_backends())})")
         if not 0.0 < self.ceiling_fraction <= 1.0:
             raise ValueError(f"ceiling_fraction must lie in (0, 1], got {self.ceiling_fraction}")
 

@@ -162,6 +162,8 @@ def train_and_evaluate(
     gmacs_per_sample = step_gmacs / counted_batch if step_gmacs is not None and counted_batch else None
     torch.manual_seed(seed)  # dropout and any init done lazily draw from here: same for every model
     net = ddp.wrap(model, device) if ddp is not None else model
+    if spec.compile_backend:  # training forward + backward only; evaluation and the stopping split run `model` eager
+        net = torch.compile(net, backend=spec.compile_backend)
     # foreach: the multi-tensor AdamW is bit-identical to the per-parameter loop (tests/bench/test_train.py) and
     # its step ran 1.6x faster (pool_avg, 61k params, 1 thread); on CPU torch defaults to the loop.
     opt_kwargs = {"fused": True} if spec.fused_adamw else {"foreach": True}

@@ -14,14 +14,14 @@ CLIP = ClipSpec(frames=4, height=32, width=32)
 DS = DatasetSpec(train_size=64, val_size=32, cache=False)
 
 
-def _train_once(seed=0):
+def _train_once(seed=0, **spec):
     torch.manual_seed(seed)
     model = build_model("early_fusion", clip=CLIP, num_classes=16)
     val = build_dataset(DS, CLIP, split="val", seed=0)
     res = train_and_evaluate(
         model, make_loader(DS, CLIP, split="train", seed=seed, batch_size=16),
         make_loader(DS, CLIP, split="val", seed=seed, batch_size=32, shuffle=False),
-        spec=TrainSpec(epochs=2, batch_size=16), seed=seed, class_attributes=val.class_attributes,
+        spec=TrainSpec(epochs=2, batch_size=16, **spec), seed=seed, class_attributes=val.class_attributes,
         class_names=val.class_names,
     )
     return res, model
@@ -200,3 +200,40 @@ def test_foreach_adamw_default_is_bit_identical_to_the_per_parameter_loop(monkey
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
     for pa, pb in zip(ma.parameters(), mb.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_compile_backend_compiles_the_training_forward_only_and_eager_capture_is_exact(monkeypatch):
+    """``TrainSpec.compile_backend``: the training forward (and its backward) runs through torch.compile with that
+    backend; evaluation and the stopping split stay eager. Dynamo's ``eager`` backend runs the captured graph op
+    for op, so training equals plain eager training bit for bit (inductor fuses ops: not exact, an option)."""
+    a, ma = _train_once(0)
+    real = torch.compile
+    seen, calls = [], []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self.inner(x)
+
+    def counting_compile(module, **kw):
+        seen.append(kw.get("backend"))
+        return Counting(real(module, **kw))
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    b, mb = _train_once(0, compile_backend="eager")
+    assert seen == ["eager"]
+    assert len(calls) == b.steps  # one compiled call per training step: no evaluation went through it
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert a.eval.acc_top1 == b.eval.acc_top1
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_compile_backend_must_be_a_known_backend():
+    with pytest.raises(ValueError, match="'nope' is not a torch.compile backend"):
+        TrainSpec(compile_backend="nope")
+    assert TrainSpec(compile_backend="inductor").compile_backend == "inductor"
