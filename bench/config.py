@@ -158,10 +158,10 @@ class RunSpec:
         for k in ("models", "seeds", "measurements", "profile"):
             d.pop(k, None)
         # Fields added after runs were recorded stay out of the hash at their default, so those runs keep their
-        # point ids (a resume finds its records; tests/bench/test_config.py checks a committed run).
+        # point ids (a resume finds its records; tests/bench/test_config_hash.py checks the committed runs).
         for (section, name), default in HASH_OMITTED_AT_DEFAULT.items():
-            if d.get(section, {}).get(name, default) == default:
-                d.get(section, {}).pop(name, None)
+            if d[section].get(name, default) == default:
+                d[section].pop(name, None)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

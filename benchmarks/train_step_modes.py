@@ -84,12 +84,11 @@ def run_steps(path: str | None) -> dict[str, int]:
     """Steps each model trained in a committed run (its accuracy records)."""
     if not path:
         return {}
-    out = {}
-    for line in (Path(path) / "records.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("measurement") == "accuracy":
-            out[rec["model"]] = int(rec["steps"])
-    return out
+    from bench.results import load_results
+
+    df = load_results(path)
+    acc = df[df["measurement"] == "accuracy"]
+    return {m: int(s) for m, s in zip(acc["model"], acc["steps"])}
 
 
 def main() -> None:

@@ -109,25 +109,35 @@ def _pairs(df) -> None:
               f"{t.b_only} | {t.p_value:.2g} | {q:.2g} | {'yes' if q <= 0.05 else 'no'} |")
 
 
-def _seeds_table(*runs) -> None:
-    """Accuracy over the seeds of several runs: mean ± the report's 95 % t-interval half-width, per seed."""
+def _accuracy_over_runs(runs, key: tuple[str, ...]):
+    """The ok accuracy records of ``runs``, one per ``key`` + seed (a later run's replaces an earlier one's),
+    in seed order."""
     import pandas as pd
-
-    from bench.report.tables import t_interval
 
     df = pd.concat(runs)
     acc = df[(df["status"] == "ok") & (df["measurement"] == "accuracy")]
-    acc = acc.drop_duplicates(["model", "seed"], keep="last").sort_values("seed", kind="stable")
+    return acc.drop_duplicates([*key, "seed"], keep="last").sort_values("seed", kind="stable")
+
+
+def _seed_cells(d) -> tuple[str, str]:
+    """``("mean ± half", "a / b / c")``: top-1 % over the seeds of ``d`` with the report's 95 % t-interval."""
+    from bench.report.tables import t_interval
+
+    x = 100 * d["acc_top1"].to_numpy()
+    mean, half, _ = t_interval(x)
+    return f"{mean:.1f} ± {half:.1f}", " / ".join(f"{v:.1f}" for v in x)
+
+
+def _seeds_table(*runs) -> None:
+    """Accuracy over the seeds of several runs: mean ± the report's 95 % t-interval half-width, per seed."""
+    acc = _accuracy_over_runs(runs, ("model",))
     models = list(dict.fromkeys(acc["model"]))
     by = {m: acc[acc["model"] == m] for m in models}
     n = {len(d) for d in by.values()}
 
     def cells(m: str, _) -> list[str]:
         d = by[m]
-        x = 100 * d["acc_top1"].to_numpy()
-        mean, half, _ = t_interval(x)
-        return [f"{mean:.1f} ± {half:.1f}", " / ".join(f"{v:.1f}" for v in x),
-                " / ".join(d["stop_reason"].astype(str)), " / ".join(f"{v:.0f}" for v in d["steps"])]
+        return [*_seed_cells(d), " / ".join(d["stop_reason"].astype(str)), " / ".join(f"{v:.0f}" for v in d["steps"])]
 
     seeds = " / ".join(str(s) for s in sorted(set(acc["seed"])))
     _table(["model", f"top-1 % (mean ± 95 % t-CI, {'/'.join(map(str, sorted(n)))} seeds) >", f"seeds {seeds}",
@@ -142,10 +152,6 @@ def _ablation_table(df, others, knob: str) -> None:
     of another configuration never mixes in. A run that varies more than ``knob`` is refused."""
     import json
 
-    import pandas as pd
-
-    from bench.report.tables import t_interval
-
     def parsed(point) -> dict:
         return json.loads(point) if isinstance(point, str) else dict(point or {})
 
@@ -154,10 +160,8 @@ def _ablation_table(df, others, knob: str) -> None:
     extra = sorted({k for pt in points.values() for k in pt} - {knob})
     if extra or not points or any(knob not in pt for pt in points.values()):
         raise SystemExit(f"--ablation {knob}: the run's points vary {extra or 'nothing'} besides or instead of {knob}")
-    acc_all = pd.concat([ok[ok["measurement"] == "accuracy"],
-                         *(o[(o["status"] == "ok") & (o["measurement"] == "accuracy")] for o in others)])
+    acc_all = _accuracy_over_runs([df, *others], ("model", "point_id"))
     acc_all = acc_all[acc_all["point_id"].isin(points)]
-    acc_all = acc_all.drop_duplicates(["model", "point_id", "seed"], keep="last").sort_values("seed", kind="stable")
     cost = ok[ok["scale"] == "cost"]
 
     def one(measurement, m, pid, col, batch=None):
@@ -174,13 +178,11 @@ def _ablation_table(df, others, knob: str) -> None:
                              ok.loc[ok["measurement"] == "accuracy", "point_id"]))
     for m, pid in sorted(rows, key=lambda k: (order.index(k[0]), points[k[1]][knob])):
         d = acc_all[(acc_all["model"] == m) & (acc_all["point_id"] == pid)]
-        x = 100 * d["acc_top1"].to_numpy()
-        if len(x) > 1:
-            mean, half, _ = t_interval(x)
-            top1 = f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{a:.1f}' for a in x)})"
-        else:
-            top1 = f"{x[0]:.1f} [{100 * d['acc_top1_lo'].iloc[0]:.1f}, {100 * d['acc_top1_hi'].iloc[0]:.1f}]"
         first = d.iloc[0]
+        if len(d) > 1:
+            top1 = "{} ({})".format(*_seed_cells(d))
+        else:
+            top1 = f"{100 * first['acc_top1']:.1f} [{100 * first['acc_top1_lo']:.1f}, {100 * first['acc_top1_hi']:.1f}]"
         flow = one("latency", m, pid, "flow_share", batch=1)
         params = one("params", m, pid, "params")
         quality = one("latency", m, pid, "timing_quality", batch=1)

@@ -2,6 +2,7 @@
 by it, and the report groups by it. Checked on the committed example runs recorded since 2026-12-06 (older ones
 predate fields added before the rule existed)."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,6 @@ def test_an_option_set_away_from_its_default_is_a_new_point():
     run = _runs()[-1]
     spec = run_spec_from_dict(json.loads((run / "run.json").read_text())["points"][0])
     assert ("train", "compile_backend") in HASH_OMITTED_AT_DEFAULT
-    from dataclasses import replace
-
     compiled = replace(spec, train=replace(spec.train, compile_backend="inductor"))
     assert compiled.config_hash() != spec.config_hash()
     assert TrainSpec().compile_backend is None

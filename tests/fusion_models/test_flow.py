@@ -6,6 +6,8 @@ EPE tolerances are ~1.5-2x the values measured on the dev box (noted next to eac
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.flowbench import add_noise, epe, moving_texture, rotating_texture
 from fusion_models.flow import HornSchunck, farneback_flow, frames_to_clip, stack_flow
+
+REPO = Path(__file__).resolve().parents[2]
 
 BORDER = 3  # content enters/leaves through the frame edge; EPE is taken on the interior
 
@@ -570,7 +574,7 @@ def test_first_module_of_a_process_leaves_the_global_rng_alone():
     code = ("import torch; from fusion_models.flow import HornSchunck; torch.manual_seed(0); {} "
             "print(torch.rand(1).item())")
     out = [subprocess.run([sys.executable, "-c", code.format(pre)], capture_output=True, text=True, check=True,
-                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2])).stdout
+                          cwd=REPO).stdout
            for pre in ("HornSchunck(backend='fused');", "")]
     assert out[0] == out[1]
 
@@ -593,7 +597,7 @@ def test_warm_up_under_the_meta_device_still_compiles_for_cpu():
             "with torch.device('meta'): HornSchunck()\n"
             "print(len(_hs_fused.horn_schunck_flow.signatures))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2])).stdout
+                         cwd=REPO).stdout
     assert int(out.strip()) >= 1
 
 
